@@ -1,0 +1,63 @@
+import swagger from '@fastify/swagger'
+import swaggerUi from '@fastify/swagger-ui'
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
+import { type Logger } from 'pino'
+import { type SourceManager } from '../connectors/sdk/manager.ts'
+import { type Metadata } from '../lib/metadata/db.ts'
+import { type Warehouse } from '../pipelines/warehouse/warehouse.ts'
+import { ERROR_SCHEMA, installErrorHandler } from './errors.ts'
+import { sourceRoutes } from './routes/sources.ts'
+
+export interface ApiDeps {
+  metadata: Metadata
+  warehouse: Warehouse
+  /** Present where this process runs the connectors (embedded mode): actions take effect at once. */
+  manager?: SourceManager
+  logger: Logger
+  version: string
+}
+
+export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
+  const app: FastifyInstance = Fastify({
+    loggerInstance: deps.logger as FastifyBaseLogger,
+    bodyLimit: 1024 * 1024,
+    disableRequestLogging: true,
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },
+  })
+  installErrorHandler(app)
+  app.addSchema(ERROR_SCHEMA)
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'citysync',
+        version: deps.version,
+        description:
+          'Data integration and sync health for city parking and traffic data. Errors are `{code, message}` with stable `CITYSYNC_ERR_*` codes.',
+      },
+      tags: [{ name: 'sources', description: 'Data sources: deploy, pause, inspect' }, { name: 'health' }],
+    },
+  })
+  await app.register(swaggerUi, { routePrefix: '/docs' })
+
+  app.get('/healthz', { schema: { summary: 'Liveness: the process answers', tags: ['health'] } }, () => ({ status: 'ok' }))
+  app.get(
+    '/readyz',
+    { schema: { summary: 'Readiness: the warehouse and the metadata store answer', tags: ['health'] } },
+    async (_req, reply) => {
+      const checks: Record<string, string> = {}
+      checks.warehouse = await deps.warehouse.ping().then(
+        (ok) => (ok ? 'ok' : 'down'),
+        (err: unknown) => `down: ${String(err)}`,
+      )
+      checks.metadata = await deps.metadata.knex.raw('select 1').then(
+        () => 'ok',
+        (err: unknown) => `down: ${String(err)}`,
+      )
+      const ready = Object.values(checks).every((c) => c === 'ok')
+      return reply.status(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not ready', checks })
+    },
+  )
+  sourceRoutes(app, deps)
+  return app
+}

@@ -1,0 +1,103 @@
+import { readFileSync } from 'node:fs'
+import { type FastifyInstance } from 'fastify'
+import { pino, type Logger } from 'pino'
+import { buildApp } from '../api/app.ts'
+import { SourceManager } from '../connectors/sdk/manager.ts'
+import { systemClock, type Clock } from '../lib/clock.ts'
+import { type RuntimeConfig } from '../lib/config.ts'
+import { deriveKeys, loadMasterKey, protectPlate } from '../lib/crypto.ts'
+import { errorMessage } from '../lib/errors.ts'
+import { openMetadata, type Metadata } from '../lib/metadata/db.ts'
+import { MemoryBus } from '../pipelines/bus/memory-bus.ts'
+import { type PlateProtector } from '../pipelines/normalise.ts'
+import { WarehouseSink } from '../pipelines/warehouse-sink.ts'
+import { openWarehouse } from '../pipelines/warehouse/open.ts'
+import { type Warehouse } from '../pipelines/warehouse/warehouse.ts'
+import { SchemaCatalogue } from '../schemas/catalogue.ts'
+import { startDemo, type Demo } from './demo.ts'
+
+export const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version
+
+export function createLogger(level: string): Logger {
+  return pino({ level, base: { service: 'citysync' }, redact: ['*.plate', '*.plateNo', 'config.appKey'] })
+}
+
+export interface Stores {
+  metadata: Metadata
+  warehouse: Warehouse
+  catalogue: SchemaCatalogue
+  protect: PlateProtector
+}
+
+export async function openStores(cfg: RuntimeConfig, opts: { generateKey: boolean }): Promise<Stores> {
+  const metadata = await openMetadata({ databaseUrl: cfg.databaseUrl, dataDir: cfg.dataDir })
+  try {
+    const warehouse = await openWarehouse({ clickhouseUrl: cfg.clickhouseUrl, dataDir: cfg.dataDir })
+    const keys = deriveKeys(await loadMasterKey({ dataDir: cfg.dataDir, env: process.env, generate: opts.generateKey }))
+    return { metadata, warehouse, catalogue: SchemaCatalogue.load(), protect: (plate) => protectPlate(plate, keys) }
+  } catch (err) {
+    await metadata.close()
+    throw err
+  }
+}
+
+export interface EmbeddedOptions {
+  cfg: RuntimeConfig
+  demo: boolean
+  log: Logger
+  clock?: Clock
+  /** Sink batching (tests and benchmarks tune these). */
+  maxBatchSize?: number
+  maxWaitMs?: number
+}
+
+export interface Embedded {
+  app: FastifyInstance
+  url: string
+  stores: Stores
+  manager: SourceManager
+  sink: WarehouseSink
+  bus: MemoryBus
+  demo: Demo | undefined
+  close(): Promise<void>
+}
+
+/**
+ * Everything in one process: API, connectors, the in-process bus, the
+ * warehouse sink. Shutdown order matters: connectors stop first and wait
+ * until what they read has landed, then the sink, then the stores.
+ */
+export async function startEmbedded(o: EmbeddedOptions): Promise<Embedded> {
+  const clock = o.clock ?? systemClock
+  const { cfg, log } = o
+  const stores = await openStores(cfg, { generateKey: true })
+  const bus = new MemoryBus()
+  const sink = new WarehouseSink({ warehouse: stores.warehouse, catalogue: stores.catalogue, clock, log })
+  const warmed = await sink.dedupe.warm(stores.warehouse, 6 * 3600_000, clock.now())
+  log.info({ eventIds: warmed }, 'dedupe cache warmed from the warehouse')
+  const sinkStop = new AbortController()
+  const subscription = sink.subscribe(bus, sinkStop.signal, { maxBatchSize: o.maxBatchSize, maxWaitMs: o.maxWaitMs })
+
+  const demo = o.demo ? await startDemo(stores.metadata, log) : undefined
+  const manager = new SourceManager({ metadata: stores.metadata, bus, catalogue: stores.catalogue, clock, log, protectPlate: stores.protect })
+  await manager.start()
+
+  const app = await buildApp({ metadata: stores.metadata, warehouse: stores.warehouse, manager, logger: log, version: VERSION })
+  const url = await app.listen({ port: cfg.port, host: cfg.host })
+  log.info({ url, dataDir: cfg.dataDir, warehouse: stores.warehouse.transport, metadata: stores.metadata.dialect }, 'citysync started')
+
+  let closing: Promise<void> | undefined
+  const close = (): Promise<void> =>
+    (closing ??= (async () => {
+      await app.close().catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'api close'))
+      await manager.stopAll()
+      await demo?.stop()
+      sinkStop.abort()
+      await subscription.done
+      await bus.close()
+      await stores.warehouse.close()
+      await stores.metadata.close()
+      log.info('citysync stopped')
+    })())
+  return { app, url, stores, manager, sink, bus, demo, close }
+}

@@ -1,0 +1,67 @@
+import { buildApp } from '../api/app.ts'
+import { loadConfig } from '../lib/config.ts'
+import { openMetadata } from '../lib/metadata/db.ts'
+import { migrateWarehouse } from '../pipelines/warehouse/migrate.ts'
+import { openWarehouse } from '../pipelines/warehouse/open.ts'
+import { createLogger, startEmbedded, VERSION } from './embedded.ts'
+
+/** Stops cleanly on SIGINT/SIGTERM; a second signal forces the exit. */
+function onSignals(close: () => Promise<void>): void {
+  let signalled = false
+  const handler = (sig: NodeJS.Signals): void => {
+    if (signalled) process.exit(130)
+    signalled = true
+    process.stderr.write(`\ncitysync: ${sig} received, stopping (again to force)\n`)
+    close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        process.stderr.write(`citysync: stop failed: ${String(err)}\n`)
+        process.exit(1)
+      },
+    )
+  }
+  process.on('SIGINT', handler)
+  process.on('SIGTERM', handler)
+}
+
+export async function runStart(opts: { demo: boolean; port?: number; host?: string }): Promise<void> {
+  const cfg = loadConfig()
+  if (opts.port !== undefined) cfg.port = opts.port
+  if (opts.host) cfg.host = opts.host
+  if (cfg.kafkaBrokers) {
+    throw new Error('KAFKA_BROKERS is set: run the distributed roles (connect, pipeline, api) instead of start')
+  }
+  const log = createLogger(cfg.logLevel)
+  const e = await startEmbedded({ cfg, demo: opts.demo, log })
+  onSignals(e.close)
+}
+
+export async function runApi(opts: { port?: number; host?: string }): Promise<void> {
+  const cfg = loadConfig()
+  if (opts.port !== undefined) cfg.port = opts.port
+  if (opts.host) cfg.host = opts.host
+  const log = createLogger(cfg.logLevel)
+  const metadata = await openMetadata({ databaseUrl: cfg.databaseUrl, dataDir: cfg.dataDir })
+  const warehouse = await openWarehouse({ clickhouseUrl: cfg.clickhouseUrl, dataDir: cfg.dataDir })
+  const app = await buildApp({ metadata, warehouse, logger: log, version: VERSION })
+  await app.listen({ port: cfg.port, host: cfg.host })
+  onSignals(async () => {
+    await app.close()
+    await warehouse.close()
+    await metadata.close()
+  })
+}
+
+export async function runMigrate(): Promise<void> {
+  const cfg = loadConfig()
+  const metadata = await openMetadata({ databaseUrl: cfg.databaseUrl, dataDir: cfg.dataDir })
+  await metadata.close()
+  const warehouse = await openWarehouse({ clickhouseUrl: cfg.clickhouseUrl, dataDir: cfg.dataDir, migrate: false })
+  try {
+    const applied = await migrateWarehouse(warehouse)
+    process.stdout.write(applied.length ? `applied: ${applied.join(', ')}\n` : 'warehouse schema is up to date\n')
+    process.stdout.write(`metadata store (${metadata.dialect}) is up to date\n`)
+  } finally {
+    await warehouse.close()
+  }
+}

@@ -1,0 +1,63 @@
+// The transport between connectors and stream jobs. Two implementations share
+// this interface: an in-process bus (embedded mode) and Apache Kafka.
+
+export interface OutgoingMessage {
+  /** Partitioning key: the source id, so one source's events stay in order. */
+  key: string
+  value: Buffer
+  headers: Record<string, string>
+}
+
+export interface IncomingMessage {
+  offset: number
+  /** When the bus accepted the message (epoch ms). */
+  timestamp: number
+  key: string
+  value: Buffer
+  headers: Record<string, string>
+}
+
+/** Consecutive messages of one topic-partition, delivered together. */
+export interface IncomingBatch {
+  topic: string
+  partition: number
+  messages: IncomingMessage[]
+  firstOffset: number
+  lastOffset: number
+}
+
+/**
+ * Handles one batch. Resolving commits the batch's offsets; throwing leaves
+ * them uncommitted and the same batch is delivered again after a pause.
+ */
+export type BatchHandler = (batch: IncomingBatch, signal: AbortSignal) => Promise<void>
+
+export interface SubscribeOptions {
+  group: string
+  topics: readonly string[]
+  /** Deliver when this many messages are waiting... */
+  maxBatchSize: number
+  /** ...or when the oldest waiting message is this old. */
+  maxWaitMs: number
+  signal: AbortSignal
+  /** Called when the handler throws; the batch is retried after `retryDelayMs(attempt)`. */
+  onError?: (err: unknown, batch: IncomingBatch, attempt: number) => void
+}
+
+export interface Subscription {
+  /** Resolves when the subscription has stopped (signal aborted) and in-flight batches finished. */
+  done: Promise<void>
+}
+
+export interface Bus {
+  readonly kind: 'memory' | 'kafka'
+  /**
+   * Resolves when the messages are safe, so that the connector may move its
+   * checkpoint past them: in Kafka, once acknowledged by all in-sync replicas;
+   * on the in-process bus, once every subscribed group has committed them
+   * (that is, once they have landed in the warehouse).
+   */
+  publish(topic: string, messages: readonly OutgoingMessage[]): Promise<void>
+  subscribe(options: SubscribeOptions, handler: BatchHandler): Subscription
+  close(): Promise<void>
+}

@@ -1,0 +1,78 @@
+import { createHash } from 'node:crypto'
+import { type AnyEvent, type Draft, EVENT_ROUTES, type EventName, type ParkingPassage } from '../schemas/events.ts'
+
+/** What plate protection needs: the pipeline passes lib/crypto's protectPlate bound to its keys. */
+export type PlateProtector = (plate: string | null) => Pick<ParkingPassage, 'plateKey' | 'plateCipher' | 'plateMasked'>
+
+/**
+ * The same upstream record always yields the same id: a hash of the source,
+ * the event kind and the fields that identify the record upstream
+ * (EVENT_ROUTES[event].key). 128 bits, hex.
+ */
+export function deriveEventId(sourceId: string, event: EventName, draft: Record<string, unknown>): string {
+  const h = createHash('sha256').update(sourceId).update('\x1f').update(event)
+  for (const field of EVENT_ROUTES[event].key) h.update('\x1f').update(String(draft[field]))
+  return h.digest('hex').slice(0, 32)
+}
+
+export interface Normalised {
+  event: AnyEvent
+  /**
+   * Fingerprint of the record's content (without arrival time or the
+   * randomised plate cipher): tells an exact re-delivery from a different
+   * record that reuses an upstream id.
+   */
+  contentHash: string
+}
+
+/**
+ * Completes a connector's draft into a canonical event: source id, event id,
+ * arrival time, protected plate. Pure apart from the plate cipher's random IV.
+ */
+export function normalise(
+  event: EventName,
+  draft: Draft<EventName>,
+  sourceId: string,
+  receivedAt: number,
+  protect: PlateProtector,
+): Normalised {
+  const d = draft as unknown as Record<string, unknown>
+  const eventId = deriveEventId(sourceId, event, d)
+  if (event === 'ParkingPassage') {
+    const { plate, ...rest } = d as { plate: string | null } & Record<string, unknown>
+    const p = protect(plate)
+    const contentHash = hashContent({ ...rest, plateKey: p.plateKey })
+    return { event: { sourceId, eventId, ...rest, receivedAt, ...p } as unknown as AnyEvent, contentHash }
+  }
+  return { event: { sourceId, eventId, ...d, receivedAt } as unknown as AnyEvent, contentHash: hashContent(d) }
+}
+
+function hashContent(value: unknown): string {
+  return createHash('sha1').update(JSON.stringify(value)).digest('base64').slice(0, 16)
+}
+
+const PLATE_FIELD = /plate|车牌|carno|car_no|vehicleno|licen[cs]e/i
+
+/**
+ * Raw payloads go to the dead-letter store as received, except plate numbers:
+ * any field whose name says plate is masked before it is written.
+ */
+export function redactRaw(raw: string, protect: PlateProtector): string {
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(raw)
+  } catch {
+    return raw.replace(/([\u4e00-\u9fa5][A-Z])[·\s-]?([A-Z0-9]{3,5})([A-Z0-9]{2})(?![A-Z0-9])/g, '$1·***$3')
+  }
+  return JSON.stringify(walk(parsed, protect))
+}
+
+function walk(value: unknown, protect: PlateProtector): unknown {
+  if (Array.isArray(value)) return value.map((v) => walk(v, protect))
+  if (value === null || typeof value !== 'object') return value
+  const out: Record<string, unknown> = {}
+  for (const [k, v] of Object.entries(value)) {
+    out[k] = PLATE_FIELD.test(k) && typeof v === 'string' ? protect(v).plateMasked : walk(v, protect)
+  }
+  return out
+}

@@ -1,0 +1,209 @@
+import { type Logger } from 'pino'
+import { type Clock } from '../lib/clock.ts'
+import { errorMessage } from '../lib/errors.ts'
+import { type SchemaCatalogue } from '../schemas/catalogue.ts'
+import { type AnyEvent, EVENT_ROUTES, type EventName, type IngestError, type ParkingPassage } from '../schemas/events.ts'
+import { type Bus, type IncomingBatch, type Subscription } from './bus/bus.ts'
+import { DedupeCache, UNKNOWN_CONTENT } from './dedupe-cache.ts'
+import { deriveEventId } from './normalise.ts'
+import { HEADER_CONTENT } from './publisher.ts'
+import { type Warehouse } from './warehouse/warehouse.ts'
+
+export interface SinkOptions {
+  warehouse: Warehouse
+  catalogue: SchemaCatalogue
+  clock: Clock
+  log: Logger
+  /** Event times further ahead of their arrival than this are rejected. */
+  futureToleranceMs?: number
+  dedupe?: DedupeCache
+}
+
+export interface SinkStats {
+  batches: number
+  landed: number
+  duplicates: number
+  deadLettered: number
+  lastInsertMs: number
+}
+
+interface IngestAcc {
+  rows: number
+  backfillRows: number
+  minEventTime: number
+  maxEventTime: number
+  maxLiveEventTime: number | null
+  minReceivedAt: number
+}
+
+const TABLE_OF = new Map<EventName, string>(Object.entries(EVENT_ROUTES).map(([k, v]) => [k as EventName, v.table]))
+export const SINK_TOPICS = Object.values(EVENT_ROUTES).map((r) => r.topic)
+
+/**
+ * The stream job that lands events in ClickHouse: decode, check, drop
+ * duplicates, insert one block per table, write the ingest log, dead-letter
+ * the rest. A batch is all-or-nothing from the bus's point of view: its
+ * offsets are committed only after every insert returned, and a retried batch
+ * carries the same deduplication tokens, so ClickHouse ignores what it already
+ * has.
+ */
+export class WarehouseSink {
+  readonly stats: SinkStats = { batches: 0, landed: 0, duplicates: 0, deadLettered: 0, lastInsertMs: 0 }
+  readonly dedupe: DedupeCache
+  private readonly o: SinkOptions
+  private readonly futureToleranceMs: number
+
+  constructor(o: SinkOptions) {
+    this.o = o
+    this.dedupe = o.dedupe ?? new DedupeCache()
+    this.futureToleranceMs = o.futureToleranceMs ?? 5 * 60_000
+  }
+
+  subscribe(bus: Bus, signal: AbortSignal, opts: { maxBatchSize?: number; maxWaitMs?: number; group?: string } = {}): Subscription {
+    return bus.subscribe(
+      {
+        group: opts.group ?? 'citysync-warehouse-sink',
+        topics: SINK_TOPICS,
+        maxBatchSize: opts.maxBatchSize ?? 20_000,
+        maxWaitMs: opts.maxWaitMs ?? 250,
+        signal,
+        onError: (err, batch, attempt) =>
+          this.o.log.warn(
+            { err: errorMessage(err), topic: batch.topic, partition: batch.partition, offsets: [batch.firstOffset, batch.lastOffset], attempt },
+            'sink batch failed; partition paused, will retry',
+          ),
+      },
+      (batch) => this.handle(batch),
+    )
+  }
+
+  async handle(batch: IncomingBatch): Promise<void> {
+    const started = performance.now()
+    const now = this.o.clock.now()
+    const lines = new Map<string, string[]>()
+    const ingest = new Map<string, IngestAcc>() // `${sourceId}\x1f${table}`
+    const dead: IngestError[] = []
+    const fresh = new Map<string, string>() // ids first seen in this batch -> content
+    let duplicates = 0
+
+    for (const m of batch.messages) {
+      let name: EventName
+      let event: AnyEvent
+      try {
+        const decoded = this.o.catalogue.decode(m.value)
+        name = decoded.name
+        event = decoded.value as AnyEvent
+      } catch (err) {
+        dead.push(deadLetter(m.key, now, 'decode', 'undecodable', errorMessage(err), null, m.value.toString('base64')))
+        continue
+      }
+      if (name === 'IngestError') {
+        dead.push(event as IngestError)
+        continue
+      }
+      if (event.occurredAt > event.receivedAt + this.futureToleranceMs) {
+        dead.push(
+          deadLetter(
+            event.sourceId,
+            now,
+            'validate',
+            'future_timestamp',
+            `occurredAt ${new Date(event.occurredAt).toISOString()} is ahead of arrival ${new Date(event.receivedAt).toISOString()} by more than ${this.futureToleranceMs} ms`,
+            name,
+            rawOf(event),
+          ),
+        )
+        continue
+      }
+      const content = m.headers[HEADER_CONTENT] ?? UNKNOWN_CONTENT
+      const seen = fresh.get(event.eventId) ?? this.dedupe.get(event.eventId)
+      if (seen !== undefined) {
+        if (seen === content || seen === UNKNOWN_CONTENT || content === UNKNOWN_CONTENT) {
+          duplicates++
+        } else {
+          dead.push(
+            deadLetter(
+              event.sourceId,
+              now,
+              'dedupe',
+              'duplicate_record',
+              `record ${describeKey(name, event)} was already received with different content`,
+              name,
+              rawOf(event),
+            ),
+          )
+        }
+        continue
+      }
+      fresh.set(event.eventId, content)
+
+      const table = TABLE_OF.get(name)!
+      let tl = lines.get(table)
+      if (!tl) lines.set(table, (tl = []))
+      tl.push(JSON.stringify(event))
+
+      const k = event.sourceId + '\x1f' + table
+      let acc = ingest.get(k)
+      if (!acc) {
+        acc = { rows: 0, backfillRows: 0, minEventTime: Infinity, maxEventTime: -Infinity, maxLiveEventTime: null, minReceivedAt: Infinity }
+        ingest.set(k, acc)
+      }
+      acc.rows++
+      if (event.occurredAt < acc.minEventTime) acc.minEventTime = event.occurredAt
+      if (event.occurredAt > acc.maxEventTime) acc.maxEventTime = event.occurredAt
+      if (event.receivedAt < acc.minReceivedAt) acc.minReceivedAt = event.receivedAt
+      if ((event as ParkingPassage).isBackfill === true) acc.backfillRows++
+      else if (acc.maxLiveEventTime === null || event.occurredAt > acc.maxLiveEventTime) acc.maxLiveEventTime = event.occurredAt
+    }
+
+    const token = `${batch.topic}-${batch.partition}-${batch.firstOffset}-${batch.lastOffset}`
+    const wh = this.o.warehouse
+    for (const [table, tl] of lines) {
+      await wh.insertJsonEachRow(table, Buffer.from(tl.join('\n') + '\n'), { dedupToken: `${token}-${table}` })
+    }
+    if (dead.length > 0) {
+      const body = dead.map((d) => JSON.stringify(d)).join('\n') + '\n'
+      await wh.insertJsonEachRow('dead_letter', Buffer.from(body), { dedupToken: `${token}-dead_letter` })
+    }
+    if (ingest.size > 0) {
+      const rows: string[] = []
+      for (const [k, a] of ingest) {
+        const [sourceId, tableName] = k.split('\x1f')
+        rows.push(JSON.stringify({ batchId: token, sourceId, tableName, arrivedAt: now, ...a }))
+      }
+      await wh.insertJsonEachRow('ingest_log', Buffer.from(rows.join('\n') + '\n'), { dedupToken: `${token}-ingest_log` })
+    }
+
+    // Only now that everything is in: remember the ids and count.
+    for (const [id, content] of fresh) this.dedupe.add(id, content)
+    this.stats.batches++
+    this.stats.landed += fresh.size
+    this.stats.duplicates += duplicates
+    this.stats.deadLettered += dead.length
+    this.stats.lastInsertMs = performance.now() - started
+  }
+}
+
+function deadLetter(
+  sourceId: string,
+  now: number,
+  stage: string,
+  code: string,
+  reason: string,
+  family: EventName | null,
+  raw: string,
+): IngestError {
+  const d: IngestError = { sourceId, eventId: '', occurredAt: now, receivedAt: now, stage, code, reason, family, raw }
+  d.eventId = deriveEventId(sourceId, 'IngestError', d as unknown as Record<string, unknown>)
+  return d
+}
+
+function rawOf(event: AnyEvent): string {
+  const { plateCipher: _c, ...rest } = event as Partial<ParkingPassage>
+  return JSON.stringify(rest)
+}
+
+function describeKey(name: EventName, event: AnyEvent): string {
+  const e = event as unknown as Record<string, unknown>
+  return EVENT_ROUTES[name].key.map((k) => `${k}=${String(e[k])}`).join(' ')
+}
