@@ -99,11 +99,8 @@ Example:
     .command('restart <id>')
     .description('stop and start the connector of a deployed source')
     .action(async (id: string) => {
-      await withMetadata(async (m) => {
-        const s = await m.sources.get(id)
-        // Bumping the version makes every running process restart its runner.
-        await m.sources.update(id, s, s.version)
-      })
+      // Bumps the source's version: every process running it restarts its runner.
+      await withMetadata((m) => m.sources.restart(id, 'cli'))
       out(`${id}: restarting`)
     })
 

@@ -92,7 +92,7 @@ export class WarehouseSink {
       try {
         const decoded = this.o.catalogue.decode(m.value)
         name = decoded.name
-        event = decoded.value as AnyEvent
+        event = decoded.value
       } catch (err) {
         dead.push(deadLetter(m.key, now, 'decode', 'undecodable', errorMessage(err), null, m.value.toString('base64')))
         continue
@@ -156,7 +156,7 @@ export class WarehouseSink {
       else if (acc.maxLiveEventTime === null || event.occurredAt > acc.maxLiveEventTime) acc.maxLiveEventTime = event.occurredAt
     }
 
-    const token = `${batch.topic}-${batch.partition}-${batch.firstOffset}-${batch.lastOffset}`
+    const token = `${batch.scope ? batch.scope + '-' : ''}${batch.topic}-${batch.partition}-${batch.firstOffset}-${batch.lastOffset}`
     const wh = this.o.warehouse
     for (const [table, tl] of lines) {
       await wh.insertJsonEachRow(table, Buffer.from(tl.join('\n') + '\n'), { dedupToken: `${token}-${table}` })

@@ -69,7 +69,7 @@ function setup(connector: Connector<unknown, Cursor>, sinkDelayMs = 0) {
   )
   const runner = new SourceRunner({
     source: { id: 'src-1', timezone: 'Asia/Shanghai', schedule: { everyMs: 60_000 }, config: {} },
-    connector: connector as Connector<unknown, unknown>,
+    connector: connector,
     state: state.store,
     publisher: new Publisher({ sourceId: 'src-1', bus, catalogue, clock: systemClock, protectPlate: protect }),
     clock: systemClock,

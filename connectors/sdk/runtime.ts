@@ -145,7 +145,7 @@ export class SourceRunner {
     const inFlight: { promise: Promise<void>; count: number }[] = []
     let inFlightCount = 0
     let chain: Promise<void> = Promise.resolve()
-    let chainError: unknown
+    let chainError: Error | undefined
 
     const send = (): Promise<void> => {
       const count = publisher.bufferedCount
@@ -188,7 +188,7 @@ export class SourceRunner {
               .then(() => before)
               .then(() => state.saveCheckpoint(source.id, msg.cursor, at))
               .catch((err: unknown) => {
-                chainError ??= err
+                chainError ??= err instanceof Error ? err : new Error(String(err))
               })
             outcome.checkpoints++
             break

@@ -19,6 +19,13 @@ export interface IncomingMessage {
 
 /** Consecutive messages of one topic-partition, delivered together. */
 export interface IncomingBatch {
+  /**
+   * Names the log the offsets belong to. Kafka offsets are durable, so this is
+   * empty there; the in-process bus starts again at 0 after a restart and
+   * gives each incarnation its own scope, so that offsets (and deduplication
+   * tokens built from them) never mean two different batches.
+   */
+  scope: string
   topic: string
   partition: number
   messages: IncomingMessage[]

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { CitysyncError } from '../../lib/errors.ts'
 import {
@@ -80,6 +81,7 @@ class TopicLog {
  */
 export class MemoryBus implements Bus {
   readonly kind = 'memory'
+  private readonly scope = randomUUID().slice(0, 8)
   private readonly topics = new Map<string, TopicLog>()
   private closed = false
 
@@ -129,6 +131,7 @@ export class MemoryBus implements Bus {
       if (signal.aborted) break
       const messages = t.slice(from, o.maxBatchSize)
       const batch: IncomingBatch = {
+        scope: this.scope,
         topic: name,
         partition: 0,
         messages,
