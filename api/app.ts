@@ -18,10 +18,11 @@ export interface ApiDeps {
 }
 
 export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
+  // Typed as fastify's base logger so the instance has the default type everywhere.
+  const logger: FastifyBaseLogger = deps.logger
   const app: FastifyInstance = Fastify({
-    loggerInstance: deps.logger as FastifyBaseLogger,
+    loggerInstance: logger,
     bodyLimit: 1024 * 1024,
-    disableRequestLogging: true,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },
   })
   installErrorHandler(app)

@@ -5,7 +5,9 @@ import { buildApp } from '../api/app.ts'
 import { SourceManager } from '../connectors/sdk/manager.ts'
 import { systemClock, type Clock } from '../lib/clock.ts'
 import { type RuntimeConfig } from '../lib/config.ts'
-import { deriveKeys, loadMasterKey, protectPlate } from '../lib/crypto.ts'
+import { type DerivedKeys, deriveKeys, loadMasterKey, protectPlate } from '../lib/crypto.ts'
+import { createSecretCodec } from '../lib/source-config.ts'
+import { configSchemaFor } from '../connectors/registry.ts'
 import { errorMessage } from '../lib/errors.ts'
 import { openMetadata, type Metadata } from '../lib/metadata/db.ts'
 import { MemoryBus } from '../pipelines/bus/memory-bus.ts'
@@ -29,11 +31,25 @@ export interface Stores {
   protect: PlateProtector
 }
 
-export async function openStores(cfg: RuntimeConfig, opts: { generateKey: boolean }): Promise<Stores> {
-  const metadata = await openMetadata({ databaseUrl: cfg.databaseUrl, dataDir: cfg.dataDir })
+/**
+ * The master key protects plates and sealed config secrets. One process on its
+ * own data directory may generate it there; processes that share stores must
+ * share the key through CITYSYNC_MASTER_KEY.
+ */
+export async function loadKeys(cfg: RuntimeConfig): Promise<DerivedKeys> {
+  const shared = cfg.databaseUrl !== undefined || cfg.kafkaBrokers !== undefined || cfg.clickhouseUrl !== undefined
+  return deriveKeys(await loadMasterKey({ dataDir: cfg.dataDir, env: process.env, generate: !shared }))
+}
+
+export function openMetadataStore(cfg: RuntimeConfig, keys: DerivedKeys): Promise<Metadata> {
+  return openMetadata({ databaseUrl: cfg.databaseUrl, dataDir: cfg.dataDir, secrets: createSecretCodec(configSchemaFor, keys.encKey) })
+}
+
+export async function openStores(cfg: RuntimeConfig): Promise<Stores> {
+  const keys = await loadKeys(cfg)
+  const metadata = await openMetadataStore(cfg, keys)
   try {
     const warehouse = await openWarehouse({ clickhouseUrl: cfg.clickhouseUrl, dataDir: cfg.dataDir })
-    const keys = deriveKeys(await loadMasterKey({ dataDir: cfg.dataDir, env: process.env, generate: opts.generateKey }))
     return { metadata, warehouse, catalogue: SchemaCatalogue.load(), protect: (plate) => protectPlate(plate, keys) }
   } catch (err) {
     await metadata.close()
@@ -70,7 +86,7 @@ export interface Embedded {
 export async function startEmbedded(o: EmbeddedOptions): Promise<Embedded> {
   const clock = o.clock ?? systemClock
   const { cfg, log } = o
-  const stores = await openStores(cfg, { generateKey: true })
+  const stores = await openStores(cfg)
   const bus = new MemoryBus()
   const sink = new WarehouseSink({ warehouse: stores.warehouse, catalogue: stores.catalogue, clock, log })
   const warmed = await sink.dedupe.warm(stores.warehouse, 6 * 3600_000, clock.now())
@@ -78,7 +94,7 @@ export async function startEmbedded(o: EmbeddedOptions): Promise<Embedded> {
   const sinkStop = new AbortController()
   const subscription = sink.subscribe(bus, sinkStop.signal, { maxBatchSize: o.maxBatchSize, maxWaitMs: o.maxWaitMs })
 
-  const demo = o.demo ? await startDemo(stores.metadata, log) : undefined
+  const demo = o.demo ? await startDemo(stores.metadata, log, cfg.dataDir, clock.now()) : undefined
   const manager = new SourceManager({ metadata: stores.metadata, bus, catalogue: stores.catalogue, clock, log, protectPlate: stores.protect })
   await manager.start()
 

@@ -1,9 +1,8 @@
 import { buildApp } from '../api/app.ts'
 import { loadConfig } from '../lib/config.ts'
-import { openMetadata } from '../lib/metadata/db.ts'
 import { migrateWarehouse } from '../pipelines/warehouse/migrate.ts'
 import { openWarehouse } from '../pipelines/warehouse/open.ts'
-import { createLogger, startEmbedded, VERSION } from './embedded.ts'
+import { createLogger, loadKeys, openMetadataStore, startEmbedded, VERSION } from './embedded.ts'
 
 /** Stops cleanly on SIGINT/SIGTERM; a second signal forces the exit. */
 function onSignals(close: () => Promise<void>): void {
@@ -33,7 +32,7 @@ export async function runStart(opts: { demo: boolean; port?: number; host?: stri
   }
   const log = createLogger(cfg.logLevel)
   const e = await startEmbedded({ cfg, demo: opts.demo, log })
-  onSignals(e.close)
+  onSignals(() => e.close())
 }
 
 export async function runApi(opts: { port?: number; host?: string }): Promise<void> {
@@ -41,7 +40,7 @@ export async function runApi(opts: { port?: number; host?: string }): Promise<vo
   if (opts.port !== undefined) cfg.port = opts.port
   if (opts.host) cfg.host = opts.host
   const log = createLogger(cfg.logLevel)
-  const metadata = await openMetadata({ databaseUrl: cfg.databaseUrl, dataDir: cfg.dataDir })
+  const metadata = await openMetadataStore(cfg, await loadKeys(cfg))
   const warehouse = await openWarehouse({ clickhouseUrl: cfg.clickhouseUrl, dataDir: cfg.dataDir })
   const app = await buildApp({ metadata, warehouse, logger: log, version: VERSION })
   await app.listen({ port: cfg.port, host: cfg.host })
@@ -54,7 +53,7 @@ export async function runApi(opts: { port?: number; host?: string }): Promise<vo
 
 export async function runMigrate(): Promise<void> {
   const cfg = loadConfig()
-  const metadata = await openMetadata({ databaseUrl: cfg.databaseUrl, dataDir: cfg.dataDir })
+  const metadata = await openMetadataStore(cfg, await loadKeys(cfg))
   await metadata.close()
   const warehouse = await openWarehouse({ clickhouseUrl: cfg.clickhouseUrl, dataDir: cfg.dataDir, migrate: false })
   try {

@@ -1,14 +1,15 @@
 import { type Command } from 'commander'
 import { configSchemaFor } from '../connectors/registry.ts'
 import { loadConfig } from '../lib/config.ts'
-import { openMetadata, type Metadata } from '../lib/metadata/db.ts'
+import { type Metadata } from '../lib/metadata/db.ts'
+import { loadKeys, openMetadataStore } from './embedded.ts'
 import { parseSourceFile, validateSourceConfig } from '../lib/source-config.ts'
 import { landedFigures, composeStatus } from '../quality/source-status.ts'
 import { openWarehouse } from '../pipelines/warehouse/open.ts'
 
 async function withMetadata<T>(fn: (m: Metadata) => Promise<T>): Promise<T> {
   const cfg = loadConfig()
-  const m = await openMetadata({ databaseUrl: cfg.databaseUrl, dataDir: cfg.dataDir })
+  const m = await openMetadataStore(cfg, await loadKeys(cfg))
   try {
     return await fn(m)
   } finally {

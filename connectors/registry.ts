@@ -3,7 +3,7 @@ import { type Connector, type JsonSchema } from './sdk/connector.ts'
 
 /** Every source kind citysync can run. A new kind is one folder and one line here. */
 export const CONNECTORS: Record<string, Connector<unknown, unknown>> = {
-  [parkingLotsConnector.kind]: parkingLotsConnector as Connector<unknown, unknown>,
+  [parkingLotsConnector.kind]: parkingLotsConnector,
 }
 
 export function connectorFor(kind: string): Connector<unknown, unknown> | undefined {

@@ -1,4 +1,4 @@
-import { createCipheriv, createHash, randomBytes } from 'node:crypto'
+import { createCipheriv, createDecipheriv, createHash, createHmac, randomBytes } from 'node:crypto'
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -52,6 +52,31 @@ describe('known answers', () => {
     const inner = createHash('sm3').update(ipad).update('粤C12345').digest()
     const expected = createHash('sm3').update(opad).update(inner).digest('hex')
     expect(sm3Hmac(key, '粤C12345')).toBe(expected)
+  })
+})
+
+describe('prepared fast paths agree with node', () => {
+  it('sm3Hmac equals createHmac for any key length and message', () => {
+    for (const keyLength of [1, 16, 32, 63, 64, 65, 100]) {
+      const key = randomBytes(keyLength)
+      for (const message of ['', 'a', '粤C12345', '💡'.repeat(40), 'x'.repeat(170), 'y'.repeat(171), 'z'.repeat(5_000)]) {
+        expect(sm3Hmac(key, message)).toBe(createHmac('sm3', key).update(message, 'utf8').digest('hex'))
+      }
+    }
+  })
+
+  it('sm4Encrypt is standard SM4-CBC with PKCS#7 and a standard HMAC-SM3 tag', () => {
+    const encKey = randomBytes(32)
+    for (let length = 0; length <= 50; length++) {
+      const text = 'p'.repeat(length)
+      const sealed = Buffer.from(sm4Encrypt(encKey, text), 'hex')
+      const iv = sealed.subarray(1, 17)
+      const ct = sealed.subarray(17, sealed.length - 16)
+      const decipher = createDecipheriv('sm4-cbc', encKey.subarray(0, 16), iv)
+      expect(Buffer.concat([decipher.update(ct), decipher.final()]).toString('utf8')).toBe(text)
+      const tag = createHmac('sm3', encKey.subarray(16)).update(sealed.subarray(0, sealed.length - 16)).digest()
+      expect(sealed.subarray(sealed.length - 16).equals(tag.subarray(0, 16))).toBe(true)
+    }
   })
 })
 

@@ -133,6 +133,8 @@ describe('validateSourceConfig', () => {
       'schedule: must have exactly one of every, cron',
     )
     expect(problem({ ...minimal, freshness: { maxDelay: 7200 } })).toContain('freshness.maxDelay: must be string')
+    expect(problem({ ...minimal, schedule: { every: '500ms' } })).toContain('schedule.every: must be at least 1s')
+    expect(problem({ ...minimal, freshness: { maxDelay: '0s' } })).toContain('freshness.maxDelay: must be more than 0')
     expect(problem({ ...minimal, shedule: { every: '1m' } })).toContain('shedule: is not an allowed property')
     expect(problem([minimal])).toBe('invalid configuration: (root): must be an object')
   })

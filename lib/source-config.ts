@@ -6,7 +6,7 @@ import { CronPattern } from 'croner'
 import { parse as parseYaml } from 'yaml'
 import { type JsonSchema } from '../connectors/sdk/connector.ts'
 import { sm4Decrypt, sm4Encrypt } from './crypto.ts'
-import { isDuration } from './duration.ts'
+import { isDuration, parseDuration } from './duration.ts'
 import { CitysyncError } from './errors.ts'
 
 export type Schedule = { every: string } | { cron: string }
@@ -38,6 +38,7 @@ export type ConnectorSchemaLookup = (kind: string) => JsonSchema | undefined
 export const DEFAULT_TIMEZONE = 'Asia/Shanghai'
 export const DEFAULT_SCHEDULE: Schedule = { every: '1m' }
 export const DEFAULT_MAX_DELAY = '2h'
+const MIN_EVERY_MS = 1_000
 
 // Formats a connector schema may use besides the standard ones below.
 // 'citysync-duration' is our '30s' / '1h30m' grammar, not ISO 8601.
@@ -111,13 +112,18 @@ export function validateSourceConfig(raw: unknown, connectorSchemaLookup: Connec
   if (!isPlainObject(raw)) throw invalid(['(root): must be an object'])
   const candidate = structuredClone(raw)
   if (!validateEnvelope(candidate)) throw invalid(describeErrors(validateEnvelope.errors ?? [], ''))
+  const schedule = candidate.schedule as Schedule
+  const freshness = candidate.freshness as Freshness
+  const tooShort: string[] = []
+  if ('every' in schedule && parseDuration(schedule.every) < MIN_EVERY_MS) tooShort.push('schedule.every: must be at least 1s')
+  if (parseDuration(freshness.maxDelay) === 0) tooShort.push('freshness.maxDelay: must be more than 0')
+  if (tooShort.length > 0) throw invalid(tooShort)
 
   const schema = connectorSchemaLookup(candidate.kind as string)
   if (schema === undefined) throw new CitysyncError('CITYSYNC_ERR_SOURCE_KIND_UNKNOWN', [candidate.kind as string])
   const validateConfig = compileConnectorSchema(schema)
   if (!validateConfig(candidate.config)) throw invalid(describeErrors(validateConfig.errors ?? [], 'config'))
 
-  const freshness = candidate.freshness as Freshness
   return {
     id: candidate.id as string,
     kind: candidate.kind as string,
@@ -125,7 +131,7 @@ export function validateSourceConfig(raw: unknown, connectorSchemaLookup: Connec
     operator: (candidate.operator as string | null | undefined) ?? null,
     district: (candidate.district as string | null | undefined) ?? null,
     timezone: candidate.timezone as string,
-    schedule: candidate.schedule as Schedule,
+    schedule,
     freshness: freshness.calendar === undefined ? { maxDelay: freshness.maxDelay } : freshness,
     config: candidate.config as Record<string, unknown>,
   }
@@ -258,9 +264,9 @@ function mapSecrets(value: unknown, schema: unknown, root: JsonSchema, replace: 
     return copy
   }
   if (Array.isArray(out)) {
-    const prefix = Array.isArray(resolved.prefixItems) ? resolved.prefixItems : []
+    const prefix: unknown[] = Array.isArray(resolved.prefixItems) ? resolved.prefixItems : []
     const items = resolved.items
-    return out.map((item, i) => {
+    return (out as unknown[]).map((item, i) => {
       const sub = i < prefix.length ? prefix[i] : items
       return sub === undefined ? item : mapSecrets(item, sub, root, replace, depth + 1)
     })

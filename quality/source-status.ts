@@ -1,6 +1,10 @@
 import { type Warehouse } from '../pipelines/warehouse/warehouse.ts'
 
-/** What the warehouse says about a source: read from the ingest log and the dead-letter table, never from a connector's memory. */
+/**
+ * What the warehouse says about a source: read from the ingest log and the
+ * dead-letter table, never from a connector's memory. Heartbeats say the
+ * connector ran, not that the source sent data, so they do not count here.
+ */
 export interface LandedFigures {
   rowsLanded: number
   rowsRejected: number
@@ -12,13 +16,14 @@ const EMPTY: LandedFigures = { rowsLanded: 0, rowsRejected: 0, lastEventAt: null
 
 export async function landedFigures(wh: Warehouse, sourceIds?: readonly string[]): Promise<Map<string, LandedFigures>> {
   const filter = sourceIds ? 'WHERE sourceId IN {ids:Array(String)}' : ''
+  const dataFilter = `${filter ? filter + ' AND' : 'WHERE'} tableName != 'source_heartbeat'`
   const params = sourceIds ? { ids: sourceIds } : undefined
   const [landed, rejected] = await Promise.all([
     wh.query<{ sourceId: string; rows: number; lastEventAt: number; lastArrivalAt: number }>(
       `SELECT sourceId, sum(rows) AS rows,
               toUnixTimestamp64Milli(max(maxEventTime)) AS lastEventAt,
               toUnixTimestamp64Milli(max(arrivedAt)) AS lastArrivalAt
-       FROM ingest_log ${filter} GROUP BY sourceId`,
+       FROM ingest_log ${dataFilter} GROUP BY sourceId`,
       params,
     ),
     wh.query<{ sourceId: string; rejected: number }>(

@@ -75,7 +75,7 @@ export interface Connector<Config, Cursor> {
 }
 
 export function record<N extends EventName>(event: N, draft: Draft<N>): RecordMessage {
-  return { type: 'record', event, draft: draft as Draft<EventName> }
+  return { type: 'record', event, draft: draft }
 }
 
 export function checkpoint<Cursor>(cursor: Cursor): CheckpointMessage<Cursor> {

@@ -11,7 +11,8 @@ export function timestampToDb(dialect: Dialect, ms: number): Date | string {
 export function timestampFromDb(value: unknown): number | null {
   if (value === null || value === undefined) return null
   if (value instanceof Date) return value.getTime()
-  return Date.parse(String(value))
+  if (typeof value === 'string') return Date.parse(value)
+  throw new Error(`metadata timestamp of unexpected type ${typeof value}`)
 }
 
 export function requiredTimestamp(value: unknown): number {
@@ -29,7 +30,7 @@ export function jsonToDb(value: unknown): string | null {
 export function jsonFromDb(dialect: Dialect, value: unknown): unknown {
   if (value === null || value === undefined) return null
   // pg parses json columns itself; SQLite hands back the text.
-  return dialect === 'pg' ? value : (JSON.parse(String(value)) as unknown)
+  return dialect === 'pg' || typeof value !== 'string' ? value : (JSON.parse(value) as unknown)
 }
 
 export function isUniqueViolation(err: unknown): boolean {

@@ -58,7 +58,7 @@ export class ConnectorStateRepo {
     const { knex, dialect } = this.#ctx
     const row = (await knex('connector_state').where({ source_id: sourceId }).first()) as StateRow | undefined
     if (row === undefined) {
-      const source = await knex('sources').where({ id: sourceId }).first('id')
+      const source: unknown = await knex('sources').where({ id: sourceId }).first('id')
       if (source === undefined) throw notFound(sourceId)
       return { ...INITIAL }
     }
@@ -112,7 +112,7 @@ export class ConnectorStateRepo {
     const { knex, dialect } = this.#ctx
     const when = timestampToDb(dialect, at)
     await knex.transaction(async (trx) => {
-      const rows = (await trx('connector_state')
+      const rows = await trx('connector_state')
         .insert({ source_id: sourceId, last_error: error, last_error_at: when, last_run_at: when, consecutive_failures: 1 })
         .onConflict('source_id')
         .merge({
@@ -121,7 +121,7 @@ export class ConnectorStateRepo {
           last_run_at: when,
           consecutive_failures: trx.raw('?? + 1', ['connector_state.consecutive_failures']),
         })
-        .returning(['consecutive_failures'])) as { consecutive_failures: number | string }[]
+        .returning<{ consecutive_failures: number | string }[]>(['consecutive_failures'])
       if (Number(rows[0]?.consecutive_failures) === 1) {
         await insertEvent(trx, dialect, sourceId, at, 'error', 'runtime', { error })
       }

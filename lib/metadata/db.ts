@@ -122,14 +122,14 @@ export class DirectoryMigrationSource implements Knex.MigrationSource<string> {
     this.#dir = dir
   }
 
-  async getMigrations(): Promise<string[]> {
+  getMigrations(): Promise<string[]> {
     const byName = new Map<string, string>()
     for (const file of readdirSync(this.#dir).sort()) {
       if (!/^\d+[-_].*\.(ts|js|mjs)$/.test(file) || /\.(d|test)\.ts$/.test(file)) continue
       const name = migrationName(file)
       if (!byName.has(name) || file.endsWith('.js')) byName.set(name, file)
     }
-    return [...byName.values()].sort((a, b) => migrationName(a).localeCompare(migrationName(b)))
+    return Promise.resolve([...byName.values()].sort((a, b) => migrationName(a).localeCompare(migrationName(b))))
   }
 
   getMigrationName(file: string): string {

@@ -166,7 +166,7 @@ export class SourceRepo {
       if (expectedVersion !== undefined) query.andWhere('version', expectedVersion)
       const count = await query
       if (count === 0) return false
-      const row = (await trx('sources').where({ id }).first('version')) as { version: number }
+      const row = await trx('sources').where({ id }).first<{ version: number }>('version')
       await insertEvent(trx, dialect, id, now, 'updated', actor, { version: row.version })
       return true
     })
@@ -198,7 +198,7 @@ export class SourceRepo {
       if (count === 0) return
       let kind: SourceEventKind = state
       if (state === 'deployed') {
-        const before = await trx('source_events').where({ source_id: id }).whereIn('kind', ['deployed', 'resumed']).first('id')
+        const before: unknown = await trx('source_events').where({ source_id: id }).whereIn('kind', ['deployed', 'resumed']).first('id')
         if (before !== undefined) kind = 'resumed'
       }
       await insertEvent(trx, dialect, id, now, kind, actor, null)

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto'
+import { setMaxListeners } from 'node:events'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { CitysyncError } from '../../lib/errors.ts'
 import {
@@ -110,6 +111,8 @@ export class MemoryBus implements Bus {
   }
 
   subscribe(options: SubscribeOptions, handler: BatchHandler): Subscription {
+    // One waiting consumer loop per topic listens on the same signal.
+    setMaxListeners(Math.max(10, options.topics.length * 2 + 10), options.signal)
     const loops = options.topics.map((name) => this.consume(name, options, handler))
     return { done: Promise.all(loops).then(() => undefined) }
   }

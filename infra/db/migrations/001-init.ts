@@ -8,7 +8,7 @@ import { type Knex } from 'knex'
 // SQLite would get NUMERIC affinity and turn the text '123' into a number).
 
 export async function up(knex: Knex): Promise<void> {
-  const pg = knex.client.config.client === 'pg'
+  const pg = (knex.client as Knex.Client).config.client === 'pg'
   const timestamp = (t: Knex.CreateTableBuilder, name: string): Knex.ColumnBuilder =>
     pg ? t.timestamp(name, { useTz: true }) : t.text(name)
   const json = (t: Knex.CreateTableBuilder, name: string): Knex.ColumnBuilder => (pg ? t.json(name) : t.text(name))
