@@ -52,6 +52,8 @@ await e.stores.metadata.sources.add({
   id: 'bench-lots',
   kind: 'parking-lots',
   name: 'bench',
+  operator: null,
+  district: null,
   timezone: 'Asia/Shanghai',
   schedule: { every: '1h' },
   freshness: { maxDelay: '2h' },

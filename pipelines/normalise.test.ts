@@ -1,0 +1,62 @@
+import { describe, expect, it } from 'vitest'
+import { deriveEventId, hashContent, normalise, redactRaw } from './normalise.ts'
+
+const protect = (plate: string | null) => ({
+  plateKey: plate ? 'key:' + hashContent(plate.replace(/\s|·/g, '')) : null,
+  plateCipher: plate ? 'cipher-' + Math.random() : null,
+  plateMasked: plate ? plate.slice(0, 2) + '·***' + plate.slice(-2) : null,
+})
+const entry = {
+  lotId: 'HQ01',
+  recordNo: 'HQ01-IN-1',
+  direction: 'entry' as const,
+  gateId: 'G1',
+  plate: '粤C12345',
+  plateType: 'blue',
+  isBackfill: false,
+  feeCents: null,
+  entryAt: null,
+  occurredAt: Date.parse('2026-11-21T01:00:00Z'),
+}
+
+describe('normalise', () => {
+  it('derives the same event id for the same upstream record, whatever else changed', () => {
+    const a = normalise('ParkingPassage', entry, 'src', 1, protect)
+    const b = normalise('ParkingPassage', { ...entry, gateId: 'G2' }, 'src', 2, protect)
+    expect(a.event.eventId).toBe(b.event.eventId)
+    expect(a.event.eventId).toMatch(/^[0-9a-f]{32}$/)
+    expect(normalise('ParkingPassage', { ...entry, recordNo: 'HQ01-IN-2' }, 'src', 1, protect).event.eventId).not.toBe(a.event.eventId)
+    expect(normalise('ParkingPassage', entry, 'other-src', 1, protect).event.eventId).not.toBe(a.event.eventId)
+    expect(deriveEventId('src', 'ParkingPassage', entry)).toBe(a.event.eventId)
+  })
+
+  it('fingerprints content without arrival time or the randomised cipher', () => {
+    const a = normalise('ParkingPassage', entry, 'src', 1, protect)
+    const b = normalise('ParkingPassage', entry, 'src', 999, protect)
+    expect(a.contentHash).toBe(b.contentHash)
+    const moved = normalise('ParkingPassage', { ...entry, occurredAt: entry.occurredAt + 60_000 }, 'src', 1, protect)
+    expect(moved.contentHash).not.toBe(a.contentHash)
+    expect(hashContent('{"x":1}')).not.toBe(hashContent('{"x":2}'))
+  })
+
+  it('replaces the clear plate with its protected forms', () => {
+    const { event } = normalise('ParkingPassage', entry, 'src', 5, protect)
+    expect(event).not.toHaveProperty('plate', '粤C12345')
+    expect(event).toMatchObject({ sourceId: 'src', receivedAt: 5, plateKey: 'key:' + hashContent('粤C12345'), plateMasked: '粤C·***45' })
+    expect(JSON.stringify(event)).not.toContain('粤C12345')
+  })
+})
+
+describe('redactRaw', () => {
+  it('masks plate fields in JSON payloads at any depth', () => {
+    const out = redactRaw(JSON.stringify({ list: [{ plateNo: '粤C12345', fee: '3.00' }], carNo: '澳MA1234' }), protect)
+    expect(out).not.toContain('12345')
+    expect(out).not.toContain('MA1234')
+    expect(out).toContain('"fee":"3.00"')
+  })
+
+  it('masks plate-like text in payloads that are not JSON', () => {
+    const out = redactRaw('{"plateNo":"粤C12345","inTime":"2026-11-2', protect)
+    expect(out).not.toContain('12345')
+  })
+})
