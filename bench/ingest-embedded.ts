@@ -78,7 +78,7 @@ const [check] = await e.stores.warehouse.query<{ n: number }>(`SELECT count() AS
 const peak = peakRssMb()
 console.log(`landed: ${e.sink.stats.landed} rows (${check!.n} passages in ClickHouse), dead-lettered ${e.sink.stats.deadLettered}, batches ${e.sink.stats.batches}`)
 console.log(`throughput: ${(expected / seconds).toFixed(0)} events/s over ${seconds.toFixed(1)} s (connector read → rows landed)`)
-console.log(`memory: peak RSS ${peak.toFixed(0)} MB (RSS after start ${rssBefore.toFixed(0)} MB, includes the simulator's ${events} records)`)
+console.log(`memory: peak RSS ${peak.toFixed(0)} MB of this process (RSS after start ${rssBefore.toFixed(0)} MB; the simulator runs in its own process)`)
 
 await e.close()
 sim.kill('SIGTERM')
