@@ -18,7 +18,17 @@ import { type Warehouse } from '../pipelines/warehouse/warehouse.ts'
 import { SchemaCatalogue } from '../schemas/catalogue.ts'
 import { startDemo, type Demo } from './demo.ts'
 
-export const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version
+/** From package.json, one level up from the sources or two from the compiled `dist/cli`. */
+export const VERSION = ((): string => {
+  for (const rel of ['../package.json', '../../package.json']) {
+    try {
+      return (JSON.parse(readFileSync(new URL(rel, import.meta.url), 'utf8')) as { version: string }).version
+    } catch {
+      // not here; try one level up
+    }
+  }
+  return 'unknown'
+})()
 
 export function createLogger(level: string): Logger {
   return pino({ level, base: { service: 'citysync' }, redact: ['*.plate', '*.plateNo', 'config.appKey'] })
