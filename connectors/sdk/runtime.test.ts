@@ -136,6 +136,35 @@ describe('SourceRunner', () => {
   })
 })
 
+describe('SourceRunner with a warehouse that never lands', () => {
+  it('stops within the grace period and saves no checkpoint past unlanded records', async () => {
+    const bus = new MemoryBus()
+    const state = memoryState()
+    const ctl = new AbortController()
+    const sub = bus.subscribe(
+      { group: 'sink', topics: ['citysync.parking.occupancy'], maxBatchSize: 50, maxWaitMs: 5, signal: ctl.signal },
+      () => Promise.reject(new Error('warehouse down')),
+    )
+    const runner = new SourceRunner({
+      source: { id: 'src-1', timezone: 'UTC', schedule: { everyMs: 60_000 }, config: {} },
+      connector: pagedConnector(3, 10),
+      state: state.store,
+      publisher: new Publisher({ sourceId: 'src-1', bus, catalogue, clock: systemClock, protectPlate: protect }),
+      clock: systemClock,
+      log,
+      queue: new PQueue({ concurrency: 1 }),
+    })
+    runner.start()
+    await new Promise((r) => setTimeout(r, 100))
+    const t0 = Date.now()
+    await runner.stop(300)
+    expect(Date.now() - t0).toBeLessThan(1_500)
+    expect(state.saved).toEqual([])
+    ctl.abort()
+    await sub.done
+  })
+})
+
 describe('scheduling and backoff', () => {
   it('backs off exponentially with jitter, capped', () => {
     const p = { ...DEFAULT_RETRY, baseMs: 1000, maxMs: 60_000 }

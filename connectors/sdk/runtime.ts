@@ -99,10 +99,21 @@ export class SourceRunner {
     this.loop = this.runLoop()
   }
 
-  /** Stops reading, waits for what was read to be safe, saves the last checkpoint. */
-  async stop(): Promise<void> {
+  /**
+   * Stops reading, waits for what was read to be safe, saves the last
+   * checkpoint. If the sink cannot land it within `graceMs` (warehouse down),
+   * stop gives up waiting: nothing is lost, the cursor simply stays where the
+   * last landed record left it and the next start re-reads from there.
+   */
+  async stop(graceMs = 30_000): Promise<void> {
     this.stopper.abort()
-    await this.loop
+    let timer: NodeJS.Timeout | undefined
+    const gaveUp = await Promise.race([
+      this.loop?.then(() => false),
+      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), graceMs))),
+    ])
+    clearTimeout(timer)
+    if (gaveUp) this.o.log.warn({ sourceId: this.o.source.id, graceMs }, 'stopped before the last records landed; they will be read again')
     this.state = 'stopped'
     await this.o.state.setRunState(this.o.source.id, 'stopped').catch(() => undefined)
   }
