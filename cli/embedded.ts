@@ -11,6 +11,7 @@ import { configSchemaFor } from '../connectors/registry.ts'
 import { errorMessage } from '../lib/errors.ts'
 import { openMetadata, type Metadata } from '../lib/metadata/db.ts'
 import { MemoryBus } from '../pipelines/bus/memory-bus.ts'
+import { WorkerEncoder } from '../pipelines/draft-encoder.ts'
 import { type PlateProtector } from '../pipelines/normalise.ts'
 import { WarehouseSink } from '../pipelines/warehouse-sink.ts'
 import { openWarehouse } from '../pipelines/warehouse/open.ts'
@@ -35,6 +36,7 @@ export function createLogger(level: string): Logger {
 }
 
 export interface Stores {
+  keys: DerivedKeys
   metadata: Metadata
   warehouse: Warehouse
   catalogue: SchemaCatalogue
@@ -60,7 +62,7 @@ export async function openStores(cfg: RuntimeConfig): Promise<Stores> {
   const metadata = await openMetadataStore(cfg, keys)
   try {
     const warehouse = await openWarehouse({ clickhouseUrl: cfg.clickhouseUrl, dataDir: cfg.dataDir })
-    return { metadata, warehouse, catalogue: SchemaCatalogue.load(), protect: (plate) => protectPlate(plate, keys) }
+    return { keys, metadata, warehouse, catalogue: SchemaCatalogue.load(), protect: (plate) => protectPlate(plate, keys) }
   } catch (err) {
     await metadata.close()
     throw err
@@ -105,7 +107,10 @@ export async function startEmbedded(o: EmbeddedOptions): Promise<Embedded> {
   const subscription = sink.subscribe(bus, sinkStop.signal, { maxBatchSize: o.maxBatchSize, maxWaitMs: o.maxWaitMs })
 
   const demo = o.demo ? await startDemo(stores.metadata, log, cfg.dataDir, clock.now()) : undefined
-  const manager = new SourceManager({ metadata: stores.metadata, bus, catalogue: stores.catalogue, clock, log, protectPlate: stores.protect })
+  // Protecting and encoding runs on its own thread, so reading upstream and
+  // landing rows keep the main one (see docs/benchmarks.md).
+  const encoder = new WorkerEncoder(stores.keys)
+  const manager = new SourceManager({ metadata: stores.metadata, bus, catalogue: stores.catalogue, clock, log, protectPlate: stores.protect, encoder })
   await manager.start()
 
   const app = await buildApp({ metadata: stores.metadata, warehouse: stores.warehouse, manager, logger: log, version: VERSION })
@@ -117,6 +122,7 @@ export async function startEmbedded(o: EmbeddedOptions): Promise<Embedded> {
     (closing ??= (async () => {
       await app.close().catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'api close'))
       await manager.stopAll()
+      await encoder.close()
       await demo?.stop()
       sinkStop.abort()
       await subscription.done

@@ -4,6 +4,7 @@ import { errorMessage } from '../lib/errors.ts'
 import { type SchemaCatalogue } from '../schemas/catalogue.ts'
 import { type Draft, EVENT_ROUTES, type EventName, type IngestError, type SourceHeartbeat } from '../schemas/events.ts'
 import { type Bus, type OutgoingMessage } from './bus/bus.ts'
+import { type DraftEncoder, type DraftItem, type EncodedPage } from './draft-encoder.ts'
 import { deriveEventId, normalise, type PlateProtector, redactRaw } from './normalise.ts'
 
 export const HEADER_SOURCE = 'citysync-source-id'
@@ -18,6 +19,11 @@ export interface PublisherOptions {
   protectPlate: PlateProtector
   /** One id per connector run, carried in every message's headers. */
   traceId?: string
+  /**
+   * Normalises and encodes drafts page by page, possibly on another thread.
+   * Without one, each record is normalised and encoded as it comes.
+   */
+  encoder?: DraftEncoder
 }
 
 export interface PublishCounts {
@@ -35,7 +41,10 @@ export interface PublishCounts {
 export class Publisher {
   readonly counts: PublishCounts = { records: 0, rejected: 0 }
   private buffered = new Map<string, OutgoingMessage[]>()
+  private drafts: DraftItem[] = []
   private size = 0
+  /** Pages go to the bus in the order they were flushed, whatever the encoder's timing. */
+  private order: Promise<unknown> = Promise.resolve()
   private readonly traceId: string
   private readonly o: PublisherOptions
 
@@ -50,6 +59,12 @@ export class Publisher {
 
   record(event: EventName, draft: Draft<EventName>): void {
     const receivedAt = this.o.clock.now()
+    if (this.o.encoder) {
+      this.drafts.push({ event, draft, receivedAt })
+      this.counts.records++
+      this.size++
+      return
+    }
     let value: Buffer
     let contentHash: string
     try {
@@ -66,6 +81,11 @@ export class Publisher {
 
   /** An upstream item that could not become a record. `raw` is redacted of plates before it leaves. */
   reject(stage: string, code: string, reason: string, family: EventName | null, raw: string): void {
+    const { value, eventId } = this.rejection(stage, code, reason, family, raw)
+    this.push(EVENT_ROUTES.IngestError.topic, value, eventId)
+  }
+
+  private rejection(stage: string, code: string, reason: string, family: EventName | null, raw: string): { value: Buffer; eventId: string } {
     const receivedAt = this.o.clock.now()
     const redacted = redactRaw(raw.length > 65_536 ? raw.slice(0, 65_536) : raw, this.o.protectPlate)
     const err: IngestError = {
@@ -81,7 +101,7 @@ export class Publisher {
     }
     err.eventId = deriveEventId(this.o.sourceId, 'IngestError', err as unknown as Record<string, unknown>)
     this.counts.rejected++
-    this.push(EVENT_ROUTES.IngestError.topic, this.o.catalogue.encode('IngestError', err), err.eventId)
+    return { value: this.o.catalogue.encode('IngestError', err), eventId: err.eventId }
   }
 
   heartbeat(hb: Omit<SourceHeartbeat, 'sourceId' | 'eventId' | 'receivedAt'>): void {
@@ -96,26 +116,57 @@ export class Publisher {
    * safely (see Bus.publish); the caller may keep producing meanwhile.
    */
   flush(): Promise<void> {
-    if (this.size === 0) return Promise.resolve()
-    const sends: Promise<void>[] = []
-    for (const [topic, messages] of this.buffered) sends.push(this.o.bus.publish(topic, messages))
+    if (this.size === 0) return this.order.then(() => undefined)
+    const buffered = this.buffered
+    const drafts = this.drafts
     this.buffered = new Map()
+    this.drafts = []
     this.size = 0
-    return Promise.all(sends).then(() => undefined)
+    const encoded = drafts.length > 0 && this.o.encoder ? this.o.encoder.encode(this.o.sourceId, drafts) : undefined
+    // The next flush waits for this one to be handed to the bus, not for it to land.
+    const handed = this.order.then(async () => {
+      if (encoded) this.merge(buffered, drafts, await encoded)
+      const sends: Promise<void>[] = []
+      for (const [topic, messages] of buffered) sends.push(this.o.bus.publish(topic, messages))
+      return { safe: Promise.all(sends) }
+    })
+    this.order = handed.catch(() => undefined)
+    return handed.then(async (h) => {
+      await h.safe
+    })
+  }
+
+  private merge(into: Map<string, OutgoingMessage[]>, drafts: readonly DraftItem[], page: EncodedPage): void {
+    const body = Buffer.from(page.body.buffer, page.body.byteOffset, page.body.byteLength)
+    for (let i = 0; i < drafts.length; i++) {
+      const topic = page.topics[i]
+      if (topic) {
+        this.add(into, topic, body.subarray(page.starts[i], page.starts[i + 1]), page.hashes[i]!)
+      } else {
+        this.counts.records--
+        const d = drafts[i]!
+        const err = this.rejection('validate', 'schema_invalid', page.errors[i] ?? 'not encodable', d.event, safeJson(d.draft))
+        this.add(into, EVENT_ROUTES.IngestError.topic, err.value, err.eventId)
+      }
+    }
   }
 
   private push(topic: string, value: Buffer, contentHash: string): void {
-    let list = this.buffered.get(topic)
+    this.add(this.buffered, topic, value, contentHash)
+    this.size++
+  }
+
+  private add(into: Map<string, OutgoingMessage[]>, topic: string, value: Buffer, contentHash: string): void {
+    let list = into.get(topic)
     if (!list) {
       list = []
-      this.buffered.set(topic, list)
+      into.set(topic, list)
     }
     list.push({
       key: this.o.sourceId,
       value,
       headers: { [HEADER_SOURCE]: this.o.sourceId, [HEADER_TRACE]: this.traceId, [HEADER_CONTENT]: contentHash },
     })
-    this.size++
   }
 }
 

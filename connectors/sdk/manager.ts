@@ -6,6 +6,7 @@ import { errorMessage } from '../../lib/errors.ts'
 import { type Metadata } from '../../lib/metadata/db.ts'
 import { type SourceConfig } from '../../lib/source-config.ts'
 import { type Bus } from '../../pipelines/bus/bus.ts'
+import { type DraftEncoder } from '../../pipelines/draft-encoder.ts'
 import { type PlateProtector } from '../../pipelines/normalise.ts'
 import { Publisher } from '../../pipelines/publisher.ts'
 import { type SchemaCatalogue } from '../../schemas/catalogue.ts'
@@ -25,6 +26,8 @@ export interface ManagerOptions {
   pollMs?: number
   /** Restrict this process to some sources (`citysync connect --source ID`). */
   only?: readonly string[]
+  /** Shared by every source's publisher; see Publisher. */
+  encoder?: DraftEncoder
 }
 
 export function toSchedule(s: SourceConfig['schedule']): Schedule {
@@ -126,7 +129,7 @@ export class SourceManager {
       source: { id: source.id, timezone: source.timezone, schedule: toSchedule(source.schedule), config: source.config },
       connector,
       state: stateStore(metadata),
-      publisher: new Publisher({ sourceId: source.id, bus: this.o.bus, catalogue: this.o.catalogue, clock, protectPlate: this.o.protectPlate }),
+      publisher: new Publisher({ sourceId: source.id, bus: this.o.bus, catalogue: this.o.catalogue, clock, protectPlate: this.o.protectPlate, encoder: this.o.encoder }),
       clock,
       log,
       queue: this.queue,
