@@ -64,7 +64,9 @@ await e.stores.metadata.sources.setDesiredState('bench-lots', 'deployed', 'bench
 await e.manager.reconcile()
 
 let last = 0
+let heapPeak = 0
 const progress = setInterval(() => {
+  heapPeak = Math.max(heapPeak, process.memoryUsage().heapUsed)
   const landed = e.sink.stats.landed
   process.stderr.write(`\r  landed ${landed}/${expected}  (${Math.round((landed - last) / 1)} ev/s)   `)
   last = landed
@@ -78,6 +80,7 @@ const [check] = await e.stores.warehouse.query<{ n: number }>(`SELECT count() AS
 const peak = peakRssMb()
 console.log(`landed: ${e.sink.stats.landed} rows (${check!.n} passages in ClickHouse), dead-lettered ${e.sink.stats.deadLettered}, batches ${e.sink.stats.batches}`)
 console.log(`throughput: ${(expected / seconds).toFixed(0)} events/s over ${seconds.toFixed(1)} s (connector read → rows landed)`)
+console.log(`memory: main-thread JS heap peak ${(heapPeak / 2 ** 20).toFixed(0)} MB`)
 console.log(`memory: peak RSS ${peak.toFixed(0)} MB of this process (RSS after start ${rssBefore.toFixed(0)} MB; the simulator runs in its own process)`)
 
 await e.close()

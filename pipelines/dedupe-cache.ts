@@ -13,7 +13,7 @@ export class DedupeCache {
   private readonly seen = new Map<string, string>()
   readonly capacity: number
 
-  constructor(capacity = 1_000_000) {
+  constructor(capacity = 500_000) {
     this.capacity = capacity
   }
 

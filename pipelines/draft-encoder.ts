@@ -36,7 +36,7 @@ export interface DraftEncoder {
  * reveals only that two records share a plate, which the plate key already
  * does. First in, first out, bounded.
  */
-export function cachedProtector(keys: DerivedKeys, capacity = 200_000): PlateProtector {
+export function cachedProtector(keys: DerivedKeys, capacity = 100_000): PlateProtector {
   const seen = new Map<string, ProtectedPlate>()
   return (plate) => {
     if (plate === null) return protectPlate(null, keys)

@@ -64,7 +64,7 @@ export class WarehouseSink {
       {
         group: opts.group ?? 'citysync-warehouse-sink',
         topics: SINK_TOPICS,
-        maxBatchSize: opts.maxBatchSize ?? 20_000,
+        maxBatchSize: opts.maxBatchSize ?? 10_000,
         maxWaitMs: opts.maxWaitMs ?? 250,
         signal,
         onError: (err, batch, attempt) =>

@@ -144,7 +144,7 @@ export class SourceRunner {
   /** One read from the saved cursor until the connector is caught up. */
   async runOnce(signal: AbortSignal = this.stopper.signal): Promise<RunOutcome> {
     const { source, connector, state, publisher, clock, log } = this.o
-    const maxInFlight = this.o.maxInFlight ?? 50_000
+    const maxInFlight = this.o.maxInFlight ?? 20_000
     const flushEvery = this.o.flushEvery ?? 5_000
     const started = clock.now()
     this.state = 'running'
