@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest'
+import { maskPlate } from '../../lib/crypto.ts'
 import {
   type ItemFault,
   type MapContext,
@@ -8,7 +9,6 @@ import {
   mapLot,
   mapOccupancy,
   mapPassage,
-  maskPlate,
   redactPlates,
   toOpeningHours,
 } from './map.ts'
@@ -312,15 +312,15 @@ describe('helpers', () => {
   })
 
   it('masks plates and redacts them from raw JSON, also when truncated', () => {
-    expect(maskPlate('粤C12345')).toBe('粤C***45')
-    expect(maskPlate('澳MA1234')).toBe('澳M***34')
+    expect(maskPlate('粤C12345')).toBe('粤C·***45')
+    expect(maskPlate('澳MA1234')).toBe('澳M·***34')
     expect(maskPlate('AB1')).toBe('***')
     const raw = JSON.stringify([ENTRY, EXIT])
     const red = redactPlates(raw)
     expect(red).not.toContain('粤C12345')
     expect(red).not.toContain('粤CD12345')
-    expect(JSON.parse(red)).toMatchObject([{ plateNo: '粤C***45' }, { plateNo: '粤C***45' }])
-    expect(redactPlates('{"a":1,"plateNo" : "\\u7ca4C12345"}')).toBe('{"a":1,"plateNo" : "粤C***45"}')
+    expect(JSON.parse(red)).toMatchObject([{ plateNo: '粤C·***45' }, { plateNo: '粤C·****45' }])
+    expect(redactPlates('{"a":1,"plateNo" : "\\u7ca4C12345"}')).toBe('{"a":1,"plateNo" : "粤C·***45"}')
     const cut = redactPlates('{"list":[{"seq":1,"plateNo":"粤C123')
     expect(cut).not.toContain('粤C123')
     expect(redactPlates('{"plateNo":"粤C1\\')).not.toContain('粤C1')

@@ -10,6 +10,7 @@
 // Plates stay in clear in drafts (the pipeline protects them) but never appear
 // in a reason; raw payloads are passed through redactPlates before they leave.
 
+import { maskPlate } from '../../lib/crypto.ts'
 import { parseLocal } from '../../lib/local-time.ts'
 import { COORD_SYSTEMS, type CoordSystem, type Direction, type Draft } from '../../schemas/events.ts'
 
@@ -305,13 +306,6 @@ export function mapOccupancy(raw: unknown, ctx: MapContext): Mapped<Draft<'Parki
     checkNotFuture(occurredAt, 'reportTime', ctx)
     return { occurredAt, lotId, free, capacity, status: free === 0 ? 'full' : 'open' }
   })
-}
-
-/** Display form of a plate for raw payloads: province and letter, last two characters. */
-export function maskPlate(plate: string): string {
-  const chars = Array.from(plate)
-  if (chars.length <= 4) return '***'
-  return `${chars.slice(0, 2).join('')}***${chars.slice(-2).join('')}`
 }
 
 const PLATE_IN_JSON = /("plateNo"\s*:\s*")((?:[^"\\]|\\.)*\\?)("|$)/g
