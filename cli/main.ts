@@ -1,9 +1,8 @@
 import { Command, Option } from 'commander'
 import { errorMessage, isCitysyncError } from '../lib/errors.ts'
-import { loadConfig } from '../lib/config.ts'
 import { createLogger, VERSION } from './embedded.ts'
 import { registerSourceCommands } from './sources.ts'
-import { runApi, runMigrate, runStart } from './roles.ts'
+import { runApi, runConnect, runMigrate, runPipeline, runStart } from './roles.ts'
 
 const program = new Command()
   .name('citysync')
@@ -42,7 +41,7 @@ program
 
 program
   .command('migrate')
-  .description('create or upgrade the ClickHouse tables and the metadata store')
+  .description('create or upgrade the ClickHouse tables, the metadata store and (with KAFKA_BROKERS) the Kafka topics')
   .action(async () => {
     await runMigrate()
   })
@@ -56,20 +55,22 @@ program
     await runApi(opts)
   })
 
-for (const [name, what] of [
-  ['connect', 'run the connector of one data source (distributed mode)'],
-  ['pipeline', 'run the stream job that lands events in ClickHouse (distributed mode)'],
-] as const) {
-  const cmd = program.command(name).description(what)
-  if (name === 'connect') cmd.requiredOption('--source <id>', 'source id')
-  cmd.action(() => {
-    const cfg = loadConfig()
-    if (!cfg.kafkaBrokers) {
-      throw new Error(`citysync ${name} runs a role of the distributed mode and needs KAFKA_BROKERS; use \`citysync start\` to run everything in one process`)
-    }
-    throw new Error(`citysync ${name} over Kafka is not available in this release`)
+program
+  .command('connect')
+  .description('run the connector of one data source against Kafka (distributed mode); follows deploy/pause/resume from the API')
+  .requiredOption('--source <id>', 'source id (added with `citysync sources add`)')
+  .addHelpText('after', '\nNeeds KAFKA_BROKERS and a shared metadata store (DATABASE_URL).\n\nExample:\n  $ KAFKA_BROKERS=kafka1:9092 DATABASE_URL=postgres://citysync@db/citysync citysync connect --source hengqin-lots')
+  .action(async (opts: { source: string }) => {
+    await runConnect(opts)
   })
-}
+
+program
+  .command('pipeline')
+  .description('run the stream job that lands Kafka events in ClickHouse (distributed mode); start several to share the partitions')
+  .addHelpText('after', '\nNeeds KAFKA_BROKERS and CLICKHOUSE_URL.\n\nExample:\n  $ KAFKA_BROKERS=kafka1:9092 CLICKHOUSE_URL=http://ch1:8123 citysync pipeline')
+  .action(async () => {
+    await runPipeline()
+  })
 
 registerSourceCommands(program)
 

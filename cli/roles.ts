@@ -3,6 +3,7 @@ import { loadConfig } from '../lib/config.ts'
 import { migrateWarehouse } from '../pipelines/warehouse/migrate.ts'
 import { openWarehouse } from '../pipelines/warehouse/open.ts'
 import { createLogger, loadKeys, openMetadataStore, startEmbedded, VERSION } from './embedded.ts'
+import { migrateTopics, type Role, startConnect, startPipeline } from './distributed.ts'
 
 /** Stops cleanly on SIGINT/SIGTERM; a second signal forces the exit. */
 function onSignals(close: () => Promise<void>): void {
@@ -63,4 +64,23 @@ export async function runMigrate(): Promise<void> {
   } finally {
     await warehouse.close()
   }
+  if (cfg.kafkaBrokers) {
+    const changes = await migrateTopics(cfg, createLogger(cfg.logLevel))
+    for (const c of changes) process.stdout.write(`kafka topic ${c.name}: ${c.action} (${c.partitions} partitions)\n`)
+  }
+}
+
+async function runRole(start: (cfg: ReturnType<typeof loadConfig>, log: ReturnType<typeof createLogger>) => Promise<Role>): Promise<void> {
+  const cfg = loadConfig()
+  const log = createLogger(cfg.logLevel)
+  const role = await start(cfg, log)
+  onSignals(() => role.close())
+}
+
+export function runConnect(opts: { source: string }): Promise<void> {
+  return runRole((cfg, log) => startConnect(cfg, log, opts.source))
+}
+
+export function runPipeline(): Promise<void> {
+  return runRole((cfg, log) => startPipeline(cfg, log))
 }

@@ -9,10 +9,25 @@ const ERRORS = {
   CITYSYNC_ERR_SOURCE_EXISTS: { status: 409, message: 'source %s already exists' },
   CITYSYNC_ERR_SOURCE_KIND_UNKNOWN: { status: 400, message: 'unknown source kind %s' },
   CITYSYNC_ERR_SOURCE_STATE: { status: 409, message: 'source %s cannot do that now: %s' },
+  CITYSYNC_ERR_SOURCE_NOT_PAUSED: { status: 409, message: 'source %s must be paused first: %s' },
+  CITYSYNC_ERR_SOURCE_CHECK_FAILED: { status: 422, message: 'source %s failed its check: %s' },
+  CITYSYNC_ERR_SOURCE_CURSOR_INVALID: { status: 400, message: 'cursor for source %s is invalid: %s' },
+
+  // Push ingest (POST /api/v1/ingest/:sourceId). 401s never say which part of the signature was wrong.
+  CITYSYNC_ERR_INGEST_NOT_PUSH: { status: 409, message: 'source %s is of kind %s, which does not accept pushes' },
+  CITYSYNC_ERR_INGEST_PAUSED: { status: 503, message: 'source %s is paused: pushes are refused until it is deployed; send the batch again later' },
+  CITYSYNC_ERR_INGEST_TIMESTAMP: { status: 401, message: 'push refused: %s' },
+  CITYSYNC_ERR_INGEST_SIGNATURE: { status: 401, message: 'push refused: %s' },
+  CITYSYNC_ERR_INGEST_BODY: { status: 400, message: 'push body unusable: %s' },
+  CITYSYNC_ERR_INGEST_TOO_LARGE: { status: 413, message: 'push too large: %s' },
+  CITYSYNC_ERR_INGEST_UNAVAILABLE: { status: 503, message: 'push ingest is not available in this process: %s' },
+  CITYSYNC_ERR_INGEST_UNACKED: { status: 503, message: 'the pipeline did not acknowledge the batch within %s ms; send it again (items are deduplicated)' },
 
   CITYSYNC_ERR_CONNECTOR_HTTP: { status: 502, message: 'upstream answered %s' },
   CITYSYNC_ERR_CONNECTOR_TIMEOUT: { status: 504, message: 'upstream did not answer within %s ms' },
   CITYSYNC_ERR_CONNECTOR_PAYLOAD: { status: 502, message: 'upstream payload unusable: %s' },
+  CITYSYNC_ERR_CONNECTOR_PARTIAL: { status: 502, message: '%s upstream feeds failed: %s' },
+  CITYSYNC_ERR_CONNECTOR_DB: { status: 502, message: 'vendor database %s: %s' },
 
   CITYSYNC_ERR_SCHEMA_UNKNOWN: { status: 400, message: 'unknown schema %s' },
   CITYSYNC_ERR_SCHEMA_INVALID: { status: 400, message: 'record does not match schema %s at %s: %s' },
@@ -22,6 +37,8 @@ const ERRORS = {
   CITYSYNC_ERR_WAREHOUSE_UNAVAILABLE: { status: 503, message: 'warehouse unavailable: %s' },
 
   CITYSYNC_ERR_BUS_CLOSED: { status: 503, message: 'bus is closed' },
+  CITYSYNC_ERR_BUS_UNAVAILABLE: { status: 503, message: 'Kafka unavailable: %s' },
+  CITYSYNC_ERR_BUS_DELIVERY: { status: 503, message: 'Kafka did not accept %s message(s) on %s: %s' },
 
   CITYSYNC_ERR_API_VALIDATION: { status: 400, message: '%s' },
   CITYSYNC_ERR_API_NOT_FOUND: { status: 404, message: 'route %s not found' },
@@ -31,6 +48,14 @@ const ERRORS = {
   CITYSYNC_ERR_CRYPTO_DECRYPT: { status: 500, message: 'cannot decrypt: %s' },
 
   CITYSYNC_ERR_METADATA_UNAVAILABLE: { status: 503, message: 'metadata store unavailable: %s' },
+
+  CITYSYNC_ERR_COUNTY_FILE: { status: 400, message: 'county file %s refused: %s' },
+  CITYSYNC_ERR_COUNTY_FILE_TOO_LARGE: { status: 413, message: 'county file is larger than %s bytes' },
+  CITYSYNC_ERR_COUNTY_FILE_DUPLICATE: { status: 409, message: 'county file %s has the same content as %s, already landed' },
+
+  CITYSYNC_ERR_ONBOARDING_NOT_FOUND: { status: 404, message: 'car park %s has no onboarding record' },
+  CITYSYNC_ERR_ONBOARDING_TRANSITION: { status: 409, message: 'car park %s cannot move from %s to %s' },
+  CITYSYNC_ERR_ONBOARDING_CONFLICT: { status: 409, message: 'car park %s was changed meanwhile: expected version %s, found %s' },
 } as const
 
 export type ErrorCode = keyof typeof ERRORS

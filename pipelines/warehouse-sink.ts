@@ -3,7 +3,8 @@ import { type Clock } from '../lib/clock.ts'
 import { errorMessage } from '../lib/errors.ts'
 import { type SchemaCatalogue } from '../schemas/catalogue.ts'
 import { type AnyEvent, EVENT_ROUTES, type EventName, type IngestError, type ParkingPassage } from '../schemas/events.ts'
-import { type Bus, type IncomingBatch, type Subscription } from './bus/bus.ts'
+import { type BatchJournal, type Bus, type IncomingBatch, type IncomingMessage, type OutgoingMessage, type Subscription } from './bus/bus.ts'
+import { deadLetterTopic } from './bus/topics.ts'
 import { DedupeCache, UNKNOWN_CONTENT } from './dedupe-cache.ts'
 import { deriveEventId } from './normalise.ts'
 import { HEADER_CONTENT } from './publisher.ts'
@@ -17,7 +18,16 @@ export interface SinkOptions {
   /** Event times further ahead of their arrival than this are rejected. */
   futureToleranceMs?: number
   dedupe?: DedupeCache
+  /**
+   * Where records rejected by the sink also go, raw as they arrived, with the
+   * reason in their headers: the family's dead-letter topic (Kafka mode).
+   */
+  deadLetterBus?: Bus
 }
+
+export const HEADER_DLQ_CODE = 'citysync-dlq-code'
+export const HEADER_DLQ_REASON = 'citysync-dlq-reason'
+export const HEADER_DLQ_ORIGIN = 'citysync-dlq-origin'
 
 export interface SinkStats {
   batches: number
@@ -59,10 +69,15 @@ export class WarehouseSink {
     this.futureToleranceMs = o.futureToleranceMs ?? 5 * 60_000
   }
 
-  subscribe(bus: Bus, signal: AbortSignal, opts: { maxBatchSize?: number; maxWaitMs?: number; group?: string } = {}): Subscription {
+  subscribe(
+    bus: Bus,
+    signal: AbortSignal,
+    opts: { maxBatchSize?: number; maxWaitMs?: number; group?: string; journal?: BatchJournal } = {},
+  ): Subscription {
     return bus.subscribe(
       {
         group: opts.group ?? 'citysync-warehouse-sink',
+        ...(opts.journal ? { journal: opts.journal } : {}),
         topics: SINK_TOPICS,
         maxBatchSize: opts.maxBatchSize ?? 10_000,
         maxWaitMs: opts.maxWaitMs ?? 250,
@@ -84,6 +99,7 @@ export class WarehouseSink {
     const ingest = new Map<string, IngestAcc>() // `${sourceId}\x1f${table}`
     const dead: IngestError[] = []
     const fresh = new Map<string, string>() // ids first seen in this batch -> content
+    const rejected: { m: IncomingMessage; d: IngestError }[] = []
     let duplicates = 0
 
     for (const m of batch.messages) {
@@ -94,7 +110,9 @@ export class WarehouseSink {
         name = decoded.name
         event = decoded.value
       } catch (err) {
-        dead.push(deadLetter(m.key, now, 'decode', 'undecodable', errorMessage(err), null, m.value.toString('base64')))
+        const d = deadLetter(m.key, now, 'decode', 'undecodable', errorMessage(err), null, m.value.toString('base64'))
+        dead.push(d)
+        rejected.push({ m, d })
         continue
       }
       if (name === 'IngestError') {
@@ -102,8 +120,7 @@ export class WarehouseSink {
         continue
       }
       if (event.occurredAt > event.receivedAt + this.futureToleranceMs) {
-        dead.push(
-          deadLetter(
+        const d = deadLetter(
             event.sourceId,
             now,
             'validate',
@@ -111,8 +128,9 @@ export class WarehouseSink {
             `occurredAt ${new Date(event.occurredAt).toISOString()} is ahead of arrival ${new Date(event.receivedAt).toISOString()} by more than ${this.futureToleranceMs} ms`,
             name,
             rawOf(event),
-          ),
-        )
+          )
+        dead.push(d)
+        rejected.push({ m, d })
         continue
       }
       const content = m.headers[HEADER_CONTENT] ?? UNKNOWN_CONTENT
@@ -121,17 +139,17 @@ export class WarehouseSink {
         if (seen === content || seen === UNKNOWN_CONTENT || content === UNKNOWN_CONTENT) {
           duplicates++
         } else {
-          dead.push(
-            deadLetter(
-              event.sourceId,
-              now,
-              'dedupe',
-              'duplicate_record',
-              `record ${describeKey(name, event)} was already received with different content`,
-              name,
-              rawOf(event),
-            ),
+          const d = deadLetter(
+            event.sourceId,
+            now,
+            'dedupe',
+            'duplicate_record',
+            `record ${describeKey(name, event)} was already received with different content`,
+            name,
+            rawOf(event),
           )
+          dead.push(d)
+          rejected.push({ m, d })
         }
         continue
       }
@@ -172,6 +190,20 @@ export class WarehouseSink {
         rows.push(JSON.stringify({ batchId: token, sourceId, tableName, arrivedAt: now, ...a }))
       }
       await wh.insertJsonEachRow('ingest_log', Buffer.from(rows.join('\n') + '\n'), { dedupToken: `${token}-ingest_log` })
+    }
+
+    if (rejected.length > 0 && this.o.deadLetterBus) {
+      const out: OutgoingMessage[] = rejected.map(({ m, d }) => ({
+        key: m.key,
+        value: m.value,
+        headers: {
+          ...m.headers,
+          [HEADER_DLQ_CODE]: d.code,
+          [HEADER_DLQ_REASON]: d.reason,
+          [HEADER_DLQ_ORIGIN]: `${batch.topic}/${batch.partition}/${m.offset}`,
+        },
+      }))
+      await this.o.deadLetterBus.publish(deadLetterTopic(batch.topic), out)
     }
 
     // Only now that everything is in: remember the ids and count.

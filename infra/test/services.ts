@@ -36,3 +36,11 @@ export function requireService(name: string, available: boolean, how: string): b
   console.warn(`\n*** SKIPPING ${name} integration tests: ${msg} ***\n`)
   return false
 }
+
+/** The broker the Kafka tests use: KAFKA_BROKERS, else the one `npm run kafka:up` starts. */
+export const KAFKA_BROKERS = (process.env.KAFKA_BROKERS ?? '127.0.0.1:9092').split(',').map((s) => s.trim())
+
+export async function kafkaReachable(): Promise<boolean> {
+  const [host, port] = KAFKA_BROKERS[0]!.split(':')
+  return tcpReachable(host ?? '127.0.0.1', Number(port ?? 9092))
+}

@@ -47,8 +47,30 @@ export interface SubscribeOptions {
   /** ...or when the oldest waiting message is this old. */
   maxWaitMs: number
   signal: AbortSignal
-  /** Called when the handler throws; the batch is retried after `retryDelayMs(attempt)`. */
+  /** Called when the handler throws; the batch is retried after a growing pause. */
   onError?: (err: unknown, batch: IncomingBatch, attempt: number) => void
+  /**
+   * Makes batch boundaries deterministic across restarts and rebalances (Kafka):
+   * each batch's range is recorded before its handler runs, and a batch that
+   * starts where an unfinished earlier attempt started is cut exactly as that
+   * attempt was, so its deduplication tokens are the same.
+   */
+  journal?: BatchJournal
+}
+
+export interface BatchRange {
+  group: string
+  scope: string
+  topic: string
+  partition: number
+  firstOffset: number
+  lastOffset: number
+}
+
+export interface BatchJournal {
+  /** The last offset of a batch an earlier attempt began at `firstOffset`, if any. */
+  planned(range: Omit<BatchRange, 'lastOffset'>): Promise<number | undefined>
+  record(range: BatchRange): Promise<void>
 }
 
 export interface Subscription {

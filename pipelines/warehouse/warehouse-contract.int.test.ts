@@ -1,24 +1,42 @@
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { afterAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { startWarehouseProcess, type Spawned } from '../../infra/test/processes.ts'
 import { ChdbWarehouse } from './chdb-warehouse.ts'
 import { migrateWarehouse } from './migrate.ts'
 import { ServerWarehouse } from './server-warehouse.ts'
 import { toJsonEachRow, type Warehouse } from './warehouse.ts'
 
-// One contract, every transport: chDB always; a ClickHouse server whenever
-// CLICKHOUSE_URL points at one (none can be installed on the CI machine).
+// One contract, every transport: chDB in process; the server driver over HTTP
+// against CLICKHOUSE_URL when it points at a ClickHouse server, else against
+// the chDB HTTP endpoint (infra/clickhouse/chdb-http.ts) in its own process.
 const dir = mkdtempSync(join(tmpdir(), 'citysync-wh-'))
-const transports: [string, () => Warehouse][] = [['chdb', () => new ChdbWarehouse(dir)]]
-if (process.env.CLICKHOUSE_URL) transports.push(['server', () => new ServerWarehouse(process.env.CLICKHOUSE_URL!)])
-else console.warn('CLICKHOUSE_URL is not set: the warehouse contract runs on chDB only')
+let endpoint: { url: string; proc: Spawned } | undefined
+let serverUrl = process.env.CLICKHOUSE_URL
 
-afterAll(() => rmSync(dir, { recursive: true, force: true }))
+beforeAll(async () => {
+  if (!serverUrl) {
+    endpoint = await startWarehouseProcess(join(dir, 'http'))
+    serverUrl = endpoint.url
+  }
+})
+afterAll(async () => {
+  await endpoint?.proc.stop()
+  rmSync(dir, { recursive: true, force: true })
+})
+
+const transports: [string, () => Warehouse][] = [
+  ['chdb', () => new ChdbWarehouse(join(dir, 'local'))],
+  ['server', () => new ServerWarehouse(serverUrl!)],
+]
 
 describe.each(transports)('warehouse contract on %s', (_name, open) => {
-  const wh = open()
+  let wh: Warehouse
   const src = `contract-${Date.now()}`
+  beforeAll(() => {
+    wh = open()
+  })
   afterAll(() => wh.close())
 
   it('answers a ping and applies migrations idempotently', async () => {
