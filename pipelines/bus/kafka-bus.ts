@@ -191,8 +191,8 @@ export class KafkaBus implements Bus {
   subscribe(options: SubscribeOptions, handler: BatchHandler): Subscription {
     const consumer = this.kafka.consumer({
       groupId: options.group,
-      sessionTimeout: 30_000,
-      heartbeatInterval: 3_000,
+      sessionTimeout: this.o.connection.sessionTimeoutMs,
+      heartbeatInterval: Math.max(500, Math.floor(this.o.connection.sessionTimeoutMs / 10)),
       maxWaitTimeInMs: Math.max(10, options.maxWaitMs),
       minBytes: 64 * 1024,
       maxBytesPerPartition: 8 * 2 ** 20,

@@ -1,0 +1,167 @@
+import { execFileSync } from 'node:child_process'
+import { randomUUID } from 'node:crypto'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { REPO, spawnTs, type Spawned, startWarehouseProcess } from '../infra/test/processes.ts'
+import { KAFKA_BROKERS, kafkaReachable, requireService } from '../infra/test/services.ts'
+import { ServerWarehouse } from '../pipelines/warehouse/server-warehouse.ts'
+
+// The delivery promise of the distributed mode, through real processes: a
+// connector process publishing to the real Kafka broker, pipeline processes
+// in one consumer group landing into a shared ClickHouse endpoint, killed
+// with SIGKILL at random moments. ClickHouse must end with exactly the
+// upstream's records: none lost, none twice.
+
+const run = requireService('Kafka', await kafkaReachable(), `no broker at ${KAFKA_BROKERS.join(',')}; start one with npm run kafka:up`)
+const procs: Spawned[] = []
+const dirs: string[] = []
+let warehouse: { url: string; proc: Spawned } | undefined
+let wh: ServerWarehouse
+const prefix = `d${randomUUID().slice(0, 8)}.`
+const dataDir = mkdtempSync(join(tmpdir(), 'citysync-dist-'))
+dirs.push(dataDir)
+
+function env(): NodeJS.ProcessEnv {
+  const { DATABASE_URL: _db, ...rest } = process.env
+  return {
+    ...rest,
+    CITYSYNC_DATA_DIR: dataDir,
+    CLICKHOUSE_URL: warehouse!.url,
+    KAFKA_BROKERS: KAFKA_BROKERS.join(','),
+    KAFKA_TOPIC_PREFIX: prefix,
+    KAFKA_SESSION_TIMEOUT_MS: '6000',
+    CITYSYNC_MASTER_KEY: 'distributed-test-master-key',
+    LOG_LEVEL: 'info',
+  }
+}
+
+function cli(args: string[]): string {
+  return execFileSync(process.execPath, ['--import', 'tsx', 'cli/main.ts', ...args], { cwd: REPO, env: env(), encoding: 'utf8' })
+}
+
+function start(args: string[]): Spawned {
+  const p = spawnTs('cli/main.ts', args, env())
+  procs.push(p)
+  return p
+}
+
+async function upstream(seed: number, events: number, lots: number): Promise<{ url: string; passages: number; spaces: number; lots: number }> {
+  const sim = spawnTs('connectors/parking-lots/simulator-main.ts', ['--port', '0', '--seed', String(seed), '--lots', String(lots), '--events-per-minute', '2000', '--bulk', String(events)])
+  procs.push(sim)
+  const gen = await sim.waitFor(/generated (\d+) passages and (\d+) space reports/, 120_000)
+  const url = await sim.waitFor(/at (http:\/\/[^/\s]+)/)
+  return { url: url[1]!, passages: Number(gen[1]), spaces: Number(gen[2]), lots }
+}
+
+function addSource(id: string, url: string): void {
+  const file = join(dataDir, `${id}.json`)
+  writeFileSync(file, JSON.stringify({ id, kind: 'parking-lots', name: id, schedule: { every: '1s' }, config: { baseUrl: url, pageSize: 1000 } }))
+  cli(['sources', 'add', file])
+  cli(['sources', 'deploy', id])
+}
+
+interface Landed {
+  passages: number
+  passageIds: number
+  passageKeys: number
+  spaces: number
+  spaceIds: number
+  lots: number
+  dead: number
+}
+
+async function landed(sourceId: string): Promise<Landed> {
+  const [p] = await wh.query<{ n: number; ids: number; keys: number }>(
+    `SELECT count() AS n, uniqExact(eventId) AS ids, uniqExact(lotId, direction, recordNo) AS keys FROM parking_passage WHERE sourceId = {s:String}`,
+    { s: sourceId },
+  )
+  const [o] = await wh.query<{ n: number; ids: number }>(`SELECT count() AS n, uniqExact(eventId) AS ids FROM parking_occupancy WHERE sourceId = {s:String}`, { s: sourceId })
+  const [l] = await wh.query<{ n: number }>(`SELECT count() AS n FROM parking_lot WHERE sourceId = {s:String}`, { s: sourceId })
+  const [d] = await wh.query<{ n: number }>(`SELECT count() AS n FROM dead_letter WHERE sourceId = {s:String}`, { s: sourceId })
+  return { passages: p!.n, passageIds: p!.ids, passageKeys: p!.keys, spaces: o!.n, spaceIds: o!.ids, lots: l!.n, dead: d!.n }
+}
+
+async function until(what: string, cond: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 500))
+  }
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
+
+describe.runIf(run)('distributed mode over the real Kafka broker', () => {
+  beforeAll(async () => {
+    warehouse = await startWarehouseProcess(join(dataDir, 'warehouse'))
+    procs.push(warehouse.proc)
+    wh = new ServerWarehouse(warehouse.url)
+    const out = cli(['migrate'])
+    expect(out).toContain(`kafka topic ${prefix}citysync.parking.passage: created (6 partitions)`)
+    expect(out).toContain(`kafka topic ${prefix}citysync.parking.passage.dlq: created (1 partitions)`)
+  }, 180_000)
+
+  afterAll(async () => {
+    await wh?.close()
+    await Promise.all(procs.map((p) => p.kill9()))
+    for (const d of dirs) rmSync(d, { recursive: true, force: true })
+  })
+
+  it('SIGKILL a pipeline 10 times while a connector publishes 200k events: ClickHouse holds exactly the upstream', async () => {
+    const up = await upstream(7, 200_000, 50)
+    addSource('kill-lots', up.url)
+    let pipeline = start(['pipeline'])
+    await pipeline.waitFor(/pipeline ready/)
+    const connector = start(['connect', '--source', 'kill-lots'])
+    await connector.waitFor(/connector ready/)
+
+    const atKill: number[] = []
+    for (let i = 0; i < 10; i++) {
+      // Wait until this incarnation is landing rows, then kill it at an arbitrary point of its work.
+      const before = (await landed('kill-lots')).passages
+      await until('the pipeline to land rows', async () => (await landed('kill-lots')).passages > before, 120_000)
+      await sleep(Math.floor(Math.random() * 1_000))
+      atKill.push((await landed('kill-lots')).passages)
+      await pipeline.kill9()
+      pipeline = start(['pipeline'])
+      await pipeline.waitFor(/pipeline ready/)
+    }
+
+    const want = { passages: up.passages, passageIds: up.passages, passageKeys: up.passages, spaces: up.spaces, spaceIds: up.spaces, lots: up.lots, dead: 0 }
+    await until('every upstream record to land', async () => {
+      const l = await landed('kill-lots')
+      return l.passages >= up.passages && l.spaces >= up.spaces && l.lots >= up.lots
+    }, 300_000)
+    await sleep(2_000) // anything still in flight would show up as an extra row
+    expect(await landed('kill-lots')).toEqual(want)
+    // Every kill hit a pipeline that was landing rows, before the end of the stream.
+    expect(atKill.every((n, i) => n > 0 && n < up.passages && (i === 0 || n > atKill[i - 1]!))).toBe(true)
+    console.log(`passages landed at each kill: ${atKill.join(', ')} of ${up.passages}`)
+    await connector.stop()
+    await pipeline.stop()
+  }, 600_000)
+
+  it('two pipelines share the partitions; when one is killed the other takes them over and totals stay exact', async () => {
+    const up = await upstream(11, 60_000, 20)
+    const a = start(['pipeline'])
+    const b = start(['pipeline'])
+    await Promise.all([a.waitFor(/pipeline ready/), b.waitFor(/pipeline ready/)])
+    addSource('pair-lots', up.url)
+    const connector = start(['connect', '--source', 'pair-lots'])
+    await until('rows to start landing', async () => (await landed('pair-lots')).passages > 5_000, 120_000)
+    const assignedBefore = b.output().split('kafka partitions assigned').length - 1
+    await a.kill9()
+    await until('every upstream record to land', async () => {
+      const l = await landed('pair-lots')
+      return l.passages >= up.passages && l.spaces >= up.spaces && l.lots >= up.lots
+    }, 300_000)
+    await sleep(2_000)
+    expect(await landed('pair-lots')).toEqual({ passages: up.passages, passageIds: up.passages, passageKeys: up.passages, spaces: up.spaces, spaceIds: up.spaces, lots: up.lots, dead: 0 })
+    // The survivor was given a new assignment after its partner died.
+    expect(b.output().split('kafka partitions assigned').length - 1).toBeGreaterThan(assignedBefore)
+    await connector.stop()
+    await b.stop()
+  }, 600_000)
+})
