@@ -108,6 +108,33 @@ const SAMPLES: { [N in EventName]: EventTypes[N] } = {
     family: 'ParkingLot',
     raw: '{"id":"FT-0042","capacity":"n/a"}',
   },
+  BikeStation: {
+    ...base(12),
+    operatorId: 'hellobike',
+    stationId: 'st-10293',
+    name: '深圳湾公园地铁站B口',
+    lat: 22.521904,
+    lon: 113.94318,
+    capacity: 40,
+    coordSystem: 'GCJ02',
+  },
+  BikeTrip: {
+    ...base(13),
+    operatorId: 'hellobike',
+    tripId: 'OD202503140923450001',
+    vehicleId: '8600123456',
+    startedAt: T0 - 1_080_000,
+    endedAt: T0,
+    startLat: 22.53211,
+    startLon: 113.93045,
+    endLat: 22.521904,
+    endLon: 113.94318,
+    coordSystem: 'GCJ02',
+    durationS: 1_080,
+    distanceM: 2_350,
+    feeCents: 150,
+    isBackfill: true,
+  },
 }
 
 // A published Name@version must never change: data on the wire carries only
@@ -125,6 +152,8 @@ const PUBLISHED_FINGERPRINTS: Record<string, string> = {
   'BikeOperatorStatus@1': 'c8cc810306dc91306790b02564b0f275cdbb2173fb933ed68c7d68956e932d79',
   'SourceHeartbeat@1': '70deab5b7449d93af486c6e2fd4f737bf5feb2040f4576ddf4d100635f8231cb',
   'IngestError@1': '728d8afacb7802761bcebfea042ef8e77beec233c1bacb800aa82c4c6c36ff86',
+  'BikeStation@1': '284c8b7d650c4251db94de5eb970de46804426d1fe9530b769a70c086c8c936b',
+  'BikeTrip@1': 'f97b6320e99fb81b03faf7f6f341a3b5a36d6049bf01b3b04f3997f09da46730',
 }
 
 const tempDirs: string[] = []
@@ -160,7 +189,7 @@ function readSchema(path: string): { fields: { name: string; type: unknown; defa
 }
 
 /** A copy of the schemas folder with ParkingPassage v1 moved to history and `v2` as the current schema. */
-function dirWithPassageV2(v2: object, ids: Record<string, number> = { 'ParkingPassage@2': 12 }): string {
+function dirWithPassageV2(v2: object, ids: Record<string, number> = { 'ParkingPassage@2': 14 }): string {
   const dir = mkdtempSync(join(tmpdir(), 'citysync-schemas-'))
   tempDirs.push(dir)
   cpSync(SCHEMAS_DIR, dir, { recursive: true, filter: (src) => statSync(src).isDirectory() || /\.(avsc|json)$/.test(src) })
@@ -347,7 +376,7 @@ describe('validate', () => {
 describe('schema evolution', () => {
   it('reads v1 data with the v2 reader, filling the default', () => {
     const evolved = SchemaCatalogue.load(dirWithPassageV2(passageV2))
-    expect(evolved.latest('ParkingPassage')).toMatchObject({ id: 12, version: 2 })
+    expect(evolved.latest('ParkingPassage')).toMatchObject({ id: 14, version: 2 })
     expect(evolved.byId(3)).toMatchObject({ name: 'ParkingPassage', version: 1, fingerprint: catalogue.latest('ParkingPassage').fingerprint })
 
     const v1Bytes = catalogue.encode('ParkingPassage', SAMPLES.ParkingPassage)
@@ -359,7 +388,7 @@ describe('schema evolution', () => {
 
     const v2Value = { ...SAMPLES.ParkingPassage, laneNo: '3' }
     const v2Bytes = evolved.encode('ParkingPassage', v2Value)
-    expect([...v2Bytes.subarray(0, 5)]).toEqual([0, 0, 0, 0, 12])
+    expect([...v2Bytes.subarray(0, 5)]).toEqual([0, 0, 0, 0, 14])
     expect({ ...evolved.decode(v2Bytes).value }).toStrictEqual(v2Value)
     // Other events are untouched.
     expect(evolved.latest('ParkingLot')).toMatchObject({ id: 1, version: 1 })

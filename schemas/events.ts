@@ -18,6 +18,9 @@ export const EVENT_NAMES = [
   'BikeOperatorStatus',
   'SourceHeartbeat',
   'IngestError',
+  // Appended, not grouped with the bike events: wire ids follow this order.
+  'BikeStation',
+  'BikeTrip',
 ] as const
 export type EventName = (typeof EVENT_NAMES)[number]
 
@@ -140,6 +143,36 @@ export interface BikeOperatorStatus extends EventBase {
   vehiclesReporting: number
 }
 
+export interface BikeStation extends EventBase {
+  operatorId: string
+  stationId: string
+  name: string
+  lat: number
+  lon: number
+  capacity: number | null
+  coordSystem: CoordSystem
+}
+
+export interface BikeTrip extends EventBase {
+  operatorId: string
+  tripId: string
+  vehicleId: string
+  startedAt: number
+  /** Equals occurredAt. */
+  endedAt: number
+  startLat: number | null
+  startLon: number | null
+  endLat: number | null
+  endLon: number | null
+  coordSystem: CoordSystem | null
+  durationS: number
+  distanceM: number | null
+  /** Fen (1/100 yuan). */
+  feeCents: number | null
+  /** Uploaded after the fact (补传) rather than live. */
+  isBackfill: boolean
+}
+
 export const HEARTBEAT_STATUSES = ['ok', 'empty', 'error'] as const
 export type HeartbeatStatus = (typeof HEARTBEAT_STATUSES)[number]
 
@@ -170,6 +203,8 @@ export interface EventTypes {
   BikeOperatorStatus: BikeOperatorStatus
   SourceHeartbeat: SourceHeartbeat
   IngestError: IngestError
+  BikeStation: BikeStation
+  BikeTrip: BikeTrip
 }
 
 export type AnyEvent = EventTypes[EventName]
@@ -191,6 +226,8 @@ export const EVENT_ROUTES: Record<EventName, { topic: string; table: string; key
   BikeOperatorStatus: { topic: 'citysync.bike.operator', table: 'bike_operator_status', key: ['operatorId', 'occurredAt'] },
   SourceHeartbeat: { topic: 'citysync.heartbeat', table: 'source_heartbeat', key: ['occurredAt'] },
   IngestError: { topic: 'citysync.ingest-error', table: 'dead_letter', key: ['stage', 'code', 'raw'] },
+  BikeStation: { topic: 'citysync.bike.station-info', table: 'bike_station', key: ['operatorId', 'stationId', 'occurredAt'] },
+  BikeTrip: { topic: 'citysync.bike.trip', table: 'bike_trip', key: ['operatorId', 'tripId'] },
 }
 
 /**
