@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { spawn } from 'node:child_process'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { readdirSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
@@ -181,7 +182,13 @@ for (const backend of [sqliteBackend(), postgresBackend()]) {
       const again = await openMetadata({ ...backend.options(), clock, secrets })
       try {
         const names = (await again.knex('knex_migrations').orderBy('id').pluck('name')) as string[]
-        expect(names).toEqual(['001-init'])
+        // Every file in infra/db/migrations, in order, named without its extension.
+        const files = readdirSync(fileURLToPath(new URL('../../infra/db/migrations/', import.meta.url)))
+          .filter((f) => /^\d{3}-.+\.ts$/.test(f))
+          .sort()
+          .map((f) => f.replace(/\.ts$/, ''))
+        expect(files[0]).toBe('001-init')
+        expect(names).toEqual(files)
       } finally {
         await again.close()
       }
