@@ -5,7 +5,13 @@ import { type Logger } from 'pino'
 import { type SourceManager } from '../connectors/sdk/manager.ts'
 import { type Metadata } from '../lib/metadata/db.ts'
 import { type Warehouse } from '../pipelines/warehouse/warehouse.ts'
+import { type QualityService } from '../quality/service.ts'
 import { ERROR_SCHEMA, installErrorHandler } from './errors.ts'
+import { alertRoutes } from './routes/alerts.ts'
+import { countyRoutes } from './routes/county.ts'
+import { freshnessRoutes } from './routes/freshness.ts'
+import { incidentRoutes } from './routes/incidents.ts'
+import { ingestRoutes, type IngestDeps } from './routes/ingest.ts'
 import { sourceRoutes } from './routes/sources.ts'
 
 export interface ApiDeps {
@@ -15,6 +21,10 @@ export interface ApiDeps {
   manager?: SourceManager
   logger: Logger
   version: string
+  /** Where pushed batches are published (this process's bus); without it, POST /ingest answers 503. */
+  ingest?: IngestDeps
+  /** The quality service of this process (embedded mode): freshness from its latest cycle, GET /metrics from its registry. */
+  quality?: QualityService
 }
 
 export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
@@ -60,5 +70,11 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
     },
   )
   sourceRoutes(app, deps)
+  // Alerts first: the freshness and incident routes refer to its Alert schema.
+  alertRoutes(app, deps)
+  freshnessRoutes(app, deps)
+  incidentRoutes(app, deps)
+  await app.register(ingestRoutes, deps)
+  await app.register(countyRoutes, deps)
   return app
 }

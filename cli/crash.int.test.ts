@@ -89,7 +89,8 @@ describe('crash safety of embedded mode', () => {
         sourceFile,
         JSON.stringify({ id: 'crash-lots', kind: 'parking-lots', name: 'crash test lots', schedule: { every: '1s' }, config: { baseUrl: simUrl, pageSize: 50 } }),
       )
-      cli(dataDir, ['sources', 'add', sourceFile, '--deploy'])
+      // --force: deploy runs the connector's check, and the simulator cannot answer while execFileSync blocks this process.
+      cli(dataDir, ['sources', 'add', sourceFile, '--deploy', '--force'])
 
       const port = await freePort()
       const status = `http://127.0.0.1:${port}/api/v1/sources/crash-lots/status`

@@ -1,6 +1,8 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { type Logger } from 'pino'
+import { BikeShareSimulator } from '../connectors/bike-share/simulator.ts'
+import { FerrySimulator } from '../connectors/ferry-ticketing/simulator.ts'
 import { ParkingSimulator } from '../connectors/parking-lots/simulator.ts'
 import { type Metadata } from '../lib/metadata/db.ts'
 import { type SourceConfig } from '../lib/source-config.ts'
@@ -10,7 +12,7 @@ export interface Demo {
   stop(): Promise<void>
 }
 
-/** Two vendor platforms with realistic car parks, each registered and deployed as a source. */
+/** Two vendor car-park platforms, a ferry terminal and a bike-share operator, each registered and deployed as a source. */
 const DEMO = [
   { id: 'demo-hengqin-parking', name: '横琴口岸停车场平台 (demo)', district: '横琴', seed: 7, lots: 5 },
   { id: 'demo-nantong-parking', name: '南通市区停车场平台 (demo)', district: '崇川区', seed: 11, lots: 4 },
@@ -33,34 +35,63 @@ function demoOrigin(dataDir: string, now: number): number {
   }
 }
 
+async function deploy(metadata: Metadata, log: Logger, cfg: SourceConfig, simulator: string): Promise<void> {
+  const existing = await metadata.sources.find(cfg.id)
+  if (existing) await metadata.sources.update(cfg.id, cfg, undefined, 'demo')
+  else await metadata.sources.add(cfg, 'demo')
+  await metadata.sources.setDesiredState(cfg.id, 'deployed', 'demo')
+  log.info({ sourceId: cfg.id, simulator }, 'demo source deployed')
+}
+
 export async function startDemo(metadata: Metadata, log: Logger, dataDir: string, now: number): Promise<Demo> {
-  const sims: ParkingSimulator[] = []
+  const stops: (() => Promise<void>)[] = []
   const startAt = demoOrigin(dataDir, now)
+  const base = { operator: 'demo', timezone: 'Asia/Shanghai', freshness: { maxDelay: '2h' } }
   for (const d of DEMO) {
     const sim = new ParkingSimulator({ seed: d.seed, lots: d.lots, timezone: 'Asia/Shanghai', eventsPerMinute: 60, startAt, faults: { badRate: 0.005 } })
     const baseUrl = await sim.start(0)
-    sims.push(sim)
-    const cfg: SourceConfig = {
+    stops.push(() => sim.stop())
+    await deploy(metadata, log, {
+      ...base,
       id: d.id,
       kind: 'parking-lots',
       name: d.name,
-      operator: 'demo',
       district: d.district,
-      timezone: 'Asia/Shanghai',
       schedule: { every: '5s' },
-      freshness: { maxDelay: '2h' },
       config: { baseUrl, pageSize: 500, streams: ['entries', 'exits', 'spaces'], futureToleranceMs: 300_000, lotsRefreshMs: 3_600_000 },
-    }
-    const existing = await metadata.sources.find(d.id)
-    if (existing) await metadata.sources.update(d.id, cfg, undefined, 'demo')
-    else await metadata.sources.add(cfg, 'demo')
-    await metadata.sources.setDesiredState(d.id, 'deployed', 'demo')
-    log.info({ sourceId: d.id, simulator: baseUrl }, 'demo source deployed')
+    }, baseUrl)
   }
+
+  const ferry = new FerrySimulator({ seed: 5, startAt, scale: 0.3 })
+  const ferryUrl = await ferry.start(0)
+  stops.push(() => ferry.stop())
+  await deploy(metadata, log, {
+    ...base,
+    id: 'demo-hengqin-ferry',
+    kind: 'ferry-ticketing',
+    name: '横琴·九洲港客运票务 (demo)',
+    district: '横琴',
+    schedule: { every: '30s' },
+    config: { baseUrl: `${ferryUrl}/`, pageSize: 200, feeds: ['sailings', 'tickets', 'checkins'], lookbackMs: 900_000 },
+  }, ferryUrl)
+
+  const bikes = new BikeShareSimulator({ seed: 3, stations: 20, fleet: 120, startAt })
+  const bikeUrl = await bikes.start(0)
+  stops.push(() => bikes.stop())
+  await deploy(metadata, log, {
+    ...base,
+    id: 'demo-nanshan-bike',
+    kind: 'bike-share',
+    name: '南山共享单车 (demo)',
+    district: '南山区',
+    schedule: { every: '15s' },
+    config: { gbfsUrl: `${bikeUrl}/gbfs/2.3/gbfs.json`, language: 'zh', fleetSize: 120, trips: { baseUrl: `${bikeUrl}/`, pageSize: 500 } },
+  }, bikeUrl)
+
   return {
-    sources: DEMO.map((d) => d.id),
+    sources: [...DEMO.map((d) => d.id), 'demo-hengqin-ferry', 'demo-nanshan-bike'],
     async stop() {
-      await Promise.all(sims.map((s) => s.stop()))
+      await Promise.all(stops.map((s) => s()))
     },
   }
 }

@@ -6,7 +6,11 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { REPO, spawnTs, type Spawned, startWarehouseProcess } from '../infra/test/processes.ts'
 import { KAFKA_BROKERS, kafkaReachable, requireService } from '../infra/test/services.ts'
+import { type IncomingMessage } from '../pipelines/bus/bus.ts'
+import { kafkaConnection } from '../pipelines/bus/kafka-config.ts'
+import { KafkaBus } from '../pipelines/bus/kafka-bus.ts'
 import { ServerWarehouse } from '../pipelines/warehouse/server-warehouse.ts'
+import { pino } from 'pino'
 
 // The delivery promise of the distributed mode, through real processes: a
 // connector process publishing to the real Kafka broker, pipeline processes
@@ -164,4 +168,37 @@ describe.runIf(run)('distributed mode over the real Kafka broker', () => {
     await connector.stop()
     await b.stop()
   }, 600_000)
+
+  it('a record the pipeline rejects goes to the family dead-letter topic, unchanged, with the reason in its headers, and to dead_letter', async () => {
+    const bus = new KafkaBus({ connection: kafkaConnection(KAFKA_BROKERS, { KAFKA_TOPIC_PREFIX: prefix }), log: pino({ level: 'warn' }) })
+    const pipeline = start(['pipeline'])
+    try {
+      await pipeline.waitFor(/pipeline ready/)
+      const garbage = Buffer.from('not an avro event')
+      await bus.publish('citysync.parking.passage', [{ key: 'dlq-src', value: garbage, headers: { 'citysync-source-id': 'dlq-src', 'citysync-trace-id': 't-dlq' } }])
+      const got: IncomingMessage[] = []
+      const stop = new AbortController()
+      const sub = bus.subscribe({ group: `dlq-reader-${randomUUID()}`, topics: ['citysync.parking.passage.dlq'], maxBatchSize: 100, maxWaitMs: 100, signal: stop.signal }, (b) => {
+        got.push(...b.messages.filter((m) => m.key === 'dlq-src'))
+        return Promise.resolve()
+      })
+      await until('the rejected record on the dead-letter topic', () => Promise.resolve(got.length > 0), 60_000)
+      stop.abort()
+      await sub.done
+      expect(got).toHaveLength(1)
+      expect(got[0]!.value.equals(garbage)).toBe(true)
+      expect(got[0]!.headers).toMatchObject({
+        'citysync-source-id': 'dlq-src',
+        'citysync-trace-id': 't-dlq',
+        'citysync-dlq-code': 'undecodable',
+        'citysync-dlq-origin': expect.stringMatching(/^citysync\.parking\.passage\/\d+\/\d+$/) as unknown,
+      })
+      expect(got[0]!.headers['citysync-dlq-reason']).toMatch(/wire|magic|schema/i)
+      const [row] = await wh.query<{ n: number }>(`SELECT count() AS n FROM dead_letter WHERE sourceId = 'dlq-src' AND code = 'undecodable'`)
+      expect(row!.n).toBe(1)
+    } finally {
+      await bus.close()
+      await pipeline.stop()
+    }
+  }, 120_000)
 })

@@ -17,6 +17,8 @@ import { WarehouseSink } from '../pipelines/warehouse-sink.ts'
 import { openWarehouse } from '../pipelines/warehouse/open.ts'
 import { type Warehouse } from '../pipelines/warehouse/warehouse.ts'
 import { SchemaCatalogue } from '../schemas/catalogue.ts'
+import { alertingFromEnv } from '../quality/alerting-config.ts'
+import { QualityService } from '../quality/service.ts'
 import { startDemo, type Demo } from './demo.ts'
 
 /** From package.json, one level up from the sources or two from the compiled `dist/cli`. */
@@ -87,6 +89,8 @@ export interface Embedded {
   sink: WarehouseSink
   bus: MemoryBus
   demo: Demo | undefined
+  /** Freshness, alerts and incidents (quality/service.ts). */
+  quality: QualityService
   close(): Promise<void>
 }
 
@@ -98,6 +102,8 @@ export interface Embedded {
 export async function startEmbedded(o: EmbeddedOptions): Promise<Embedded> {
   const clock = o.clock ?? systemClock
   const { cfg, log } = o
+  // Read before anything starts: a broken alerting file stops the start, not a running process.
+  const alerting = alertingFromEnv()
   const stores = await openStores(cfg)
   const bus = new MemoryBus()
   const sink = new WarehouseSink({ warehouse: stores.warehouse, catalogue: stores.catalogue, clock, log })
@@ -113,7 +119,18 @@ export async function startEmbedded(o: EmbeddedOptions): Promise<Embedded> {
   const manager = new SourceManager({ metadata: stores.metadata, bus, catalogue: stores.catalogue, clock, log, protectPlate: stores.protect, encoder })
   await manager.start()
 
-  const app = await buildApp({ metadata: stores.metadata, warehouse: stores.warehouse, manager, logger: log, version: VERSION })
+  const quality = new QualityService({ metadata: stores.metadata, warehouse: stores.warehouse, clock, log: log.child({ role: 'quality' }), alerting })
+  quality.start()
+
+  const app = await buildApp({
+    metadata: stores.metadata,
+    warehouse: stores.warehouse,
+    manager,
+    logger: log,
+    version: VERSION,
+    quality,
+    ingest: { bus, catalogue: stores.catalogue, protectPlate: stores.protect, clock },
+  })
   const url = await app.listen({ port: cfg.port, host: cfg.host })
   log.info({ url, dataDir: cfg.dataDir, warehouse: stores.warehouse.transport, metadata: stores.metadata.dialect }, 'citysync started')
 
@@ -121,6 +138,7 @@ export async function startEmbedded(o: EmbeddedOptions): Promise<Embedded> {
   const close = (): Promise<void> =>
     (closing ??= (async () => {
       await app.close().catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'api close'))
+      await quality.stop()
       await manager.stopAll()
       await encoder.close()
       await demo?.stop()
@@ -131,5 +149,5 @@ export async function startEmbedded(o: EmbeddedOptions): Promise<Embedded> {
       await stores.metadata.close()
       log.info('citysync stopped')
     })())
-  return { app, url, stores, manager, sink, bus, demo, close }
+  return { app, url, stores, manager, sink, bus, demo, quality, close }
 }

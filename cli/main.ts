@@ -1,6 +1,7 @@
 import { Command, Option } from 'commander'
 import { errorMessage, isCitysyncError } from '../lib/errors.ts'
 import { createLogger, VERSION } from './embedded.ts'
+import { runQuality } from './quality.ts'
 import { registerSourceCommands } from './sources.ts'
 import { runApi, runConnect, runMigrate, runPipeline, runStart } from './roles.ts'
 
@@ -70,6 +71,21 @@ program
   .addHelpText('after', '\nNeeds KAFKA_BROKERS and CLICKHOUSE_URL.\n\nExample:\n  $ KAFKA_BROKERS=kafka1:9092 CLICKHOUSE_URL=http://ch1:8123 citysync pipeline')
   .action(async () => {
     await runPipeline()
+  })
+
+program
+  .command('quality')
+  .description('run the sync-health service: freshness of every source and entity, alerts, incidents, notifications (distributed mode)')
+  .option('--alerting <file>', 'receivers and routes (YAML or JSON; default $CITYSYNC_ALERTING_FILE)')
+  .option('--interval <duration>', 'evaluation interval', '60s')
+  .addOption(new Option('--metrics-port <port>', 'serve Prometheus metrics at http://HOST:PORT/metrics').argParser(Number))
+  .option('--metrics-host <host>', 'bind address of the metrics endpoint (default $HOST or 127.0.0.1)')
+  .addHelpText(
+    'after',
+    '\nNeeds the shared metadata store (DATABASE_URL) and warehouse (CLICKHOUSE_URL).\n\nExample:\n  $ DATABASE_URL=postgres://citysync@db/citysync CLICKHOUSE_URL=http://ch1:8123 citysync quality --alerting alerting.yaml --metrics-port 9464',
+  )
+  .action(async (opts: { alerting?: string; interval: string; metricsPort?: number; metricsHost?: string }) => {
+    await runQuality(opts)
   })
 
 registerSourceCommands(program)

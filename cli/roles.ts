@@ -3,7 +3,10 @@ import { loadConfig } from '../lib/config.ts'
 import { migrateWarehouse } from '../pipelines/warehouse/migrate.ts'
 import { openWarehouse } from '../pipelines/warehouse/open.ts'
 import { createLogger, loadKeys, openMetadataStore, startEmbedded, VERSION } from './embedded.ts'
-import { migrateTopics, type Role, startConnect, startPipeline } from './distributed.ts'
+import { migrateTopics, openKafkaBus, type Role, startConnect, startPipeline } from './distributed.ts'
+import { systemClock } from '../lib/clock.ts'
+import { protectPlate } from '../lib/crypto.ts'
+import { SchemaCatalogue } from '../schemas/catalogue.ts'
 
 /** Stops cleanly on SIGINT/SIGTERM; a second signal forces the exit. */
 function onSignals(close: () => Promise<void>): void {
@@ -41,12 +44,23 @@ export async function runApi(opts: { port?: number; host?: string }): Promise<vo
   if (opts.port !== undefined) cfg.port = opts.port
   if (opts.host) cfg.host = opts.host
   const log = createLogger(cfg.logLevel)
-  const metadata = await openMetadataStore(cfg, await loadKeys(cfg))
+  const keys = await loadKeys(cfg)
+  const metadata = await openMetadataStore(cfg, keys)
   const warehouse = await openWarehouse({ clickhouseUrl: cfg.clickhouseUrl, dataDir: cfg.dataDir })
-  const app = await buildApp({ metadata, warehouse, logger: log, version: VERSION })
+  // With Kafka, this process also takes signed pushes and publishes them like a connector would.
+  const bus = cfg.kafkaBrokers ? openKafkaBus(cfg, log, 'api') : undefined
+  const catalogue = SchemaCatalogue.load()
+  const app = await buildApp({
+    metadata,
+    warehouse,
+    logger: log,
+    version: VERSION,
+    ...(bus ? { ingest: { bus, catalogue, protectPlate: (plate: string | null | undefined) => protectPlate(plate, keys), clock: systemClock } } : {}),
+  })
   await app.listen({ port: cfg.port, host: cfg.host })
   onSignals(async () => {
     await app.close()
+    await bus?.close()
     await warehouse.close()
     await metadata.close()
   })

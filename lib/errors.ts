@@ -56,6 +56,16 @@ const ERRORS = {
   CITYSYNC_ERR_ONBOARDING_NOT_FOUND: { status: 404, message: 'car park %s has no onboarding record' },
   CITYSYNC_ERR_ONBOARDING_TRANSITION: { status: 409, message: 'car park %s cannot move from %s to %s' },
   CITYSYNC_ERR_ONBOARDING_CONFLICT: { status: 409, message: 'car park %s was changed meanwhile: expected version %s, found %s' },
+
+  // Sync health: alerts, silences, incidents, notification channels.
+  CITYSYNC_ERR_ALERT_NOT_FOUND: { status: 404, message: 'alert %s not found' },
+  CITYSYNC_ERR_SILENCE_NOT_FOUND: { status: 404, message: 'silence %s not found' },
+  CITYSYNC_ERR_INCIDENT_NOT_FOUND: { status: 404, message: 'incident %s not found' },
+  CITYSYNC_ERR_INCIDENT_CONFLICT: { status: 409, message: 'incident %s was changed meanwhile: expected version %s, found %s' },
+  CITYSYNC_ERR_INCIDENT_STATE: { status: 409, message: 'incident %s cannot do that now: %s' },
+  CITYSYNC_ERR_INCIDENT_ROOT_CAUSE: { status: 422, message: 'incident %s needs a root cause before it can be closed' },
+  CITYSYNC_ERR_CHANNEL_DELIVERY: { status: 502, message: 'channel %s did not accept the notification: %s' },
+  CITYSYNC_ERR_QUALITY_UNAVAILABLE: { status: 503, message: 'freshness unavailable: %s' },
 } as const
 
 export type ErrorCode = keyof typeof ERRORS

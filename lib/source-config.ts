@@ -5,6 +5,8 @@ import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.
 import { CronPattern } from 'croner'
 import { parse as parseYaml } from 'yaml'
 import { type JsonSchema } from '../connectors/sdk/connector.ts'
+import { isDepartures, isOpeningHours } from '../quality/calendar.ts'
+import { calendarProblems, FRESHNESS_PROPERTIES } from '../quality/freshness-config.ts'
 import { sm4Decrypt, sm4Encrypt } from './crypto.ts'
 import { isDuration, parseDuration } from './duration.ts'
 import { CitysyncError } from './errors.ts'
@@ -14,8 +16,17 @@ export type Schedule = { every: string } | { cron: string }
 export interface Freshness {
   /** Duration text ('2h'); parse with parseDuration. */
   maxDelay: string
-  /** Passed through to quality/ untouched. */
+  /** Expected-activity calendar; format in quality/calendar.ts and quality/README.md. */
   calendar?: Record<string, unknown>
+  /** Alert hysteresis and thresholds (durations); see quality/freshness-config.ts. */
+  openAfter?: string
+  closeAfter?: string
+  stoppedAfter?: string
+  skewTolerance?: string
+  /** Car parks follow their own opening hours from parking_lot (default true). */
+  lotHours?: boolean
+  /** Per entity (car park, station, terminal id): maxDelay, calendar, ignore. */
+  entities?: Record<string, { maxDelay?: string; calendar?: Record<string, unknown>; ignore?: boolean }>
 }
 
 /** A source definition after validation, defaults applied. */
@@ -54,12 +65,16 @@ const FORMATS = {
   'citysync-duration': (s: string) => isDuration(s),
   cron: isCron,
   timezone: isTimeZone,
+  'citysync-hours': isOpeningHours,
+  'citysync-departures': isDepartures,
 } satisfies Record<string, (s: string) => boolean>
 
 const FORMAT_HINTS: Record<string, string> = {
   'citysync-duration': 'must be a duration such as 30s, 5m, 1h30m or 2h',
   cron: 'must be a cron expression such as */5 * * * *',
   timezone: 'must be an IANA time zone such as Asia/Shanghai',
+  'citysync-hours': 'must be opening hours such as 24/7 or Mo-Fr 07:00-22:00; Sa,Su 09:00-18:00',
+  'citysync-departures': 'must be departures such as Mo-Su 07:30,09:00,21:30 or sailings',
 }
 
 const ajv = new Ajv2020({ allErrors: true, useDefaults: true, allowUnionTypes: true, formats: FORMATS })
@@ -92,7 +107,7 @@ const ENVELOPE_SCHEMA = {
       additionalProperties: false,
       properties: {
         maxDelay: { type: 'string', format: 'citysync-duration', default: DEFAULT_MAX_DELAY },
-        calendar: { type: 'object' },
+        ...FRESHNESS_PROPERTIES,
       },
       default: {},
     },
@@ -117,6 +132,7 @@ export function validateSourceConfig(raw: unknown, connectorSchemaLookup: Connec
   const tooShort: string[] = []
   if ('every' in schedule && parseDuration(schedule.every) < MIN_EVERY_MS) tooShort.push('schedule.every: must be at least 1s')
   if (parseDuration(freshness.maxDelay) === 0) tooShort.push('freshness.maxDelay: must be more than 0')
+  tooShort.push(...calendarProblems(freshness, candidate.timezone as string))
   if (tooShort.length > 0) throw invalid(tooShort)
 
   const schema = connectorSchemaLookup(candidate.kind as string)
@@ -132,7 +148,7 @@ export function validateSourceConfig(raw: unknown, connectorSchemaLookup: Connec
     district: (candidate.district as string | null | undefined) ?? null,
     timezone: candidate.timezone as string,
     schedule,
-    freshness: freshness.calendar === undefined ? { maxDelay: freshness.maxDelay } : freshness,
+    freshness,
     config: candidate.config as Record<string, unknown>,
   }
 }

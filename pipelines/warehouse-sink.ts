@@ -100,6 +100,7 @@ export class WarehouseSink {
     const dead: IngestError[] = []
     const fresh = new Map<string, string>() // ids first seen in this batch -> content
     const rejected: { m: IncomingMessage; d: IngestError }[] = []
+    const freshDead = new Set<string>() // connector-reported dead letters first seen in this batch
     let duplicates = 0
 
     for (const m of batch.messages) {
@@ -116,6 +117,12 @@ export class WarehouseSink {
         continue
       }
       if (name === 'IngestError') {
+        // A connector that re-reads (restart, cursor reset) reports the same bad item again, under the same id.
+        if (freshDead.has(event.eventId) || this.dedupe.get(event.eventId) !== undefined) {
+          duplicates++
+          continue
+        }
+        freshDead.add(event.eventId)
         dead.push(event as IngestError)
         continue
       }
@@ -208,6 +215,7 @@ export class WarehouseSink {
 
     // Only now that everything is in: remember the ids and count.
     for (const [id, content] of fresh) this.dedupe.add(id, content)
+    for (const id of freshDead) this.dedupe.add(id, UNKNOWN_CONTENT)
     this.stats.batches++
     this.stats.landed += fresh.size
     this.stats.duplicates += duplicates

@@ -2,7 +2,8 @@
 # Stops the broker started by up.sh (data is kept in infra/kafka/.cache/data; `--wipe` removes it).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-pidfile="$here/.cache/run/kafka.pid"
+state="${KAFKA_STATE_DIR:-$here/.cache}"
+pidfile="$state/run/kafka.pid"
 if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
   pid="$(cat "$pidfile")"
   kill "$pid"
@@ -13,4 +14,4 @@ else
   echo "kafka: not running"
 fi
 rm -f "$pidfile"
-if [ "${1:-}" = "--wipe" ]; then rm -rf "$here/.cache/data"; echo "kafka: data removed"; fi
+if [ "${1:-}" = "--wipe" ]; then rm -rf "$state/data"; echo "kafka: data removed"; fi

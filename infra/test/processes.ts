@@ -16,8 +16,8 @@ export interface Spawned {
 }
 
 /** Runs `node --import tsx <script> ...args` from the repository root. */
-export function spawnTs(script: string, args: string[], env: NodeJS.ProcessEnv = {}): Spawned {
-  const child = spawn(process.execPath, ['--import', 'tsx', script, ...args], {
+export function spawnTs(script: string, args: string[], env: NodeJS.ProcessEnv = {}, nodeArgs: string[] = []): Spawned {
+  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', script, ...args], {
     cwd: REPO,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -7,6 +7,7 @@ import { CitysyncError, errorMessage } from '../errors.ts'
 import { type SecretCodec } from '../source-config.ts'
 import { type Dialect } from './columns.ts'
 import { ConnectorStateRepo } from './connector-state.ts'
+import { OnboardingRepo } from './onboarding.ts'
 import { SourceRepo } from './sources.ts'
 
 export { type Dialect } from './columns.ts'
@@ -29,6 +30,8 @@ export interface Metadata {
   readonly dialect: Dialect
   readonly sources: SourceRepo
   readonly connectorState: ConnectorStateRepo
+  /** Onboarding status of county car parks. */
+  readonly onboarding: OnboardingRepo
   close(): Promise<void>
 }
 
@@ -71,6 +74,7 @@ export async function openMetadata(options: OpenMetadataOptions): Promise<Metada
     dialect,
     sources: new SourceRepo(ctx),
     connectorState: new ConnectorStateRepo(ctx),
+    onboarding: new OnboardingRepo(ctx),
     close: () => knex.destroy(),
   }
 }

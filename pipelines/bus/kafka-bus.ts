@@ -318,8 +318,19 @@ class PartitionBatcher {
       }
       const firstOffset = p.messages[0]!.offset
       const range = { group: this.o.group, scope, topic, partition, firstOffset }
+      const journal = this.o.journal
       if (!p.checked) {
-        p.planned = await this.o.journal?.planned(range)
+        if (journal) {
+          let planned: number | undefined
+          const ok = await this.untilDone(`journal lookup ${topic}/${partition}@${firstOffset}`, topic, partition, async () => {
+            planned = await journal.planned(range)
+          }, heartbeat, isRunning, isStale)
+          if (!ok) {
+            this.pending.delete(key)
+            return
+          }
+          p.planned = planned
+        }
         p.checked = true
       }
       let count: number
@@ -331,9 +342,18 @@ class PartitionBatcher {
       }
       const messages = p.messages.slice(0, count)
       const lastOffset = messages[messages.length - 1]!.offset
-      if (p.planned === undefined) await this.o.journal?.record({ ...range, lastOffset })
+      if (journal && p.planned === undefined) {
+        const ok = await this.untilDone(`journal record ${topic}/${partition}@${firstOffset}`, topic, partition, () => journal.record({ ...range, lastOffset }), heartbeat, isRunning, isStale)
+        if (!ok) {
+          this.pending.delete(key)
+          return
+        }
+        // Recorded: a retry of this batch must keep this range even if the handler fails.
+        p.planned = lastOffset
+      }
       const incoming: IncomingBatch = { scope, topic, partition, messages, firstOffset, lastOffset }
-      if (!(await this.runUntilDone(incoming, heartbeat, isRunning, isStale))) {
+      const handled = await this.untilDone(`batch ${topic}/${partition}@${firstOffset}-${lastOffset}`, topic, partition, () => this.handler(incoming, this.o.signal), heartbeat, isRunning, isStale, incoming)
+      if (!handled) {
         this.pending.delete(key)
         return
       }
@@ -344,23 +364,32 @@ class PartitionBatcher {
     }
   }
 
-  /** Runs the handler until it succeeds; the partition is paused meanwhile. False if the partition was lost. */
-  private async runUntilDone(
-    batch: IncomingBatch,
+  /**
+   * Runs `fn` until it succeeds (the warehouse may be down); the partition is
+   * paused meanwhile and the group kept informed by heartbeats. False if the
+   * partition was taken away or the subscription stopped.
+   */
+  private async untilDone(
+    what: string,
+    topic: string,
+    partition: number,
+    fn: () => Promise<void>,
     heartbeat: () => Promise<void>,
     isRunning: () => boolean,
     isStale: () => boolean,
+    batch?: IncomingBatch,
   ): Promise<boolean> {
     let paused = false
     try {
       for (let attempt = 1; ; attempt++) {
         try {
-          await this.handler(batch, this.o.signal)
+          await fn()
           return true
         } catch (err) {
-          this.o.onError?.(err, batch, attempt)
+          if (batch) this.o.onError?.(err, batch, attempt)
+          else this.log.warn({ err: errorMessage(err), attempt }, `${what} failed; partition paused, will retry`)
           if (!paused) {
-            this.consumer.pause([{ topic: this.prefix + batch.topic, partitions: [batch.partition] }])
+            this.consumer.pause([{ topic: this.prefix + topic, partitions: [partition] }])
             paused = true
           }
           const until = Date.now() + Math.min(30_000, 250 * 2 ** Math.min(attempt, 7))
@@ -373,8 +402,8 @@ class PartitionBatcher {
       }
     } finally {
       if (paused) {
-        this.consumer.resume([{ topic: this.prefix + batch.topic, partitions: [batch.partition] }])
-        this.log.info({ topic: batch.topic, partition: batch.partition }, 'partition resumed')
+        this.consumer.resume([{ topic: this.prefix + topic, partitions: [partition] }])
+        this.log.info({ topic, partition }, 'partition resumed')
       }
     }
   }
