@@ -165,6 +165,10 @@ for (const backend of await backends()) {
       const paused = await call('POST', `/api/v1/sources/${id}/pause`)
       expect(paused.status).toBe(200)
       expect(paused.json).toMatchObject({ state: 'paused' })
+      // Paused means silent towards the upstream: three schedule periods (1 s) pass without one request.
+      const requestsAtPause = sim.totalRequests()
+      await new Promise((r) => setTimeout(r, 3_000))
+      expect(sim.totalRequests()).toBe(requestsAtPause)
       const before = await cursor()
       expect(before).toEqual(counts)
 

@@ -93,16 +93,18 @@ export async function startPipeline(
   }
   const warehouse = await openWarehouse({ clickhouseUrl: cfg.clickhouseUrl, dataDir: cfg.dataDir })
   const sink = new WarehouseSink({ warehouse, catalogue: SchemaCatalogue.load(), clock: systemClock, log, deadLetterBus: bus })
-  const warmed = await sink.dedupe.warm(warehouse, 6 * 3600_000, Date.now())
   const stop = new AbortController()
+  // The duplicate filter is warmed from the warehouse each time this member is given partitions:
+  // what another pipeline landed before a partition moved is then known here too.
   const subscription = sink.subscribe(bus, stop.signal, {
     group: SINK_GROUP,
+    rewarmOnAssignment: true,
     journal: new WarehouseBatchJournal(warehouse),
     maxBatchSize: opts.maxBatchSize ?? 10_000,
     maxWaitMs: opts.maxWaitMs ?? 250,
   })
   subscription.done.catch((err: unknown) => log.error({ err }, 'pipeline consumer stopped'))
-  log.info({ brokers: cfg.kafkaBrokers, warehouse: warehouse.transport, dedupeWarmed: warmed }, 'pipeline ready')
+  log.info({ brokers: cfg.kafkaBrokers, warehouse: warehouse.transport }, 'pipeline ready')
   return {
     sink,
     close: async () => {

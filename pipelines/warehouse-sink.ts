@@ -25,6 +25,9 @@ export interface SinkOptions {
   deadLetterBus?: Bus
 }
 
+/** How far back the duplicate filter looks when it is warmed from the warehouse. */
+export const DEDUPE_WARM_WINDOW_MS = 6 * 3600_000
+
 export const HEADER_DLQ_CODE = 'citysync-dlq-code'
 export const HEADER_DLQ_REASON = 'citysync-dlq-reason'
 export const HEADER_DLQ_ORIGIN = 'citysync-dlq-origin'
@@ -72,12 +75,20 @@ export class WarehouseSink {
   subscribe(
     bus: Bus,
     signal: AbortSignal,
-    opts: { maxBatchSize?: number; maxWaitMs?: number; group?: string; journal?: BatchJournal } = {},
+    opts: { maxBatchSize?: number; maxWaitMs?: number; group?: string; journal?: BatchJournal; rewarmOnAssignment?: boolean } = {},
   ): Subscription {
     return bus.subscribe(
       {
         group: opts.group ?? 'citysync-warehouse-sink',
         ...(opts.journal ? { journal: opts.journal } : {}),
+        ...(opts.rewarmOnAssignment
+          ? {
+              onAssigned: async () => {
+                const n = await this.dedupe.warm(this.o.warehouse, DEDUPE_WARM_WINDOW_MS, this.o.clock.now())
+                this.o.log.info({ eventIds: n }, 'partitions assigned; duplicate filter re-warmed from the warehouse')
+              },
+            }
+          : {}),
         topics: SINK_TOPICS,
         maxBatchSize: opts.maxBatchSize ?? 10_000,
         maxWaitMs: opts.maxWaitMs ?? 250,

@@ -894,6 +894,13 @@ export class ParkingSimulator {
     return this.requestCounts.get(path) ?? 0
   }
 
+  /** Requests served on every path since start. */
+  totalRequests(): number {
+    let n = 0
+    for (const c of this.requestCounts.values()) n += c
+    return n
+  }
+
   async start(port = 0, host = '127.0.0.1'): Promise<string> {
     if (this.server !== null) return this.url
     const server = createServer((req, res) => {

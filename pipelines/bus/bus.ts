@@ -56,6 +56,13 @@ export interface SubscribeOptions {
    * attempt was, so its deduplication tokens are the same.
    */
   journal?: BatchJournal
+  /**
+   * Called when this member is given partitions (Kafka: after every
+   * rebalance); no batch is handled until it resolves. The sink re-warms its
+   * duplicate filter here, since what another member landed before the
+   * partition moved is not in its memory.
+   */
+  onAssigned?: () => Promise<void>
 }
 
 export interface BatchRange {

@@ -275,9 +275,24 @@ class PartitionBatcher {
     this.scope = scope
   }
 
+  private ready: Promise<void> = Promise.resolve()
+
   /** After a rebalance every partition restarts from its committed offset. */
   reassigned(): void {
     this.pending.clear()
+    const hook = this.o.onAssigned
+    if (!hook) return
+    this.ready = (async () => {
+      for (let attempt = 1; !this.o.signal.aborted; attempt++) {
+        try {
+          await hook()
+          return
+        } catch (err) {
+          this.log.warn({ err: errorMessage(err), attempt }, 'partition assignment hook failed; retrying before handling batches')
+          await sleep(Math.min(10_000, 250 * 2 ** Math.min(attempt, 6)))
+        }
+      }
+    })()
   }
 
   async onBatch(payload: EachBatchPayload): Promise<void> {
@@ -290,6 +305,7 @@ class PartitionBatcher {
     const isStale = (): boolean => payload.isStale()
     const key = `${topic}\x1f${partition}`
     if (batch.messages.length === 0) return
+    await this.ready
     const scope = await this.scope()
     const first = Number(batch.messages[0]!.offset)
     let p = this.pending.get(key)
