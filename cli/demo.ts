@@ -1,10 +1,12 @@
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { type Logger } from 'pino'
 import { BikeShareSimulator } from '../connectors/bike-share/simulator.ts'
+import { countyDrop } from '../connectors/county-feeds/simulator.ts'
 import { FerrySimulator } from '../connectors/ferry-ticketing/simulator.ts'
 import { ParkingSimulator } from '../connectors/parking-lots/simulator.ts'
 import { type Metadata } from '../lib/metadata/db.ts'
+import { formatLocal } from '../lib/local-time.ts'
 import { type SourceConfig } from '../lib/source-config.ts'
 
 export interface Demo {
@@ -12,7 +14,7 @@ export interface Demo {
   stop(): Promise<void>
 }
 
-/** Two vendor car-park platforms, a ferry terminal and a bike-share operator, each registered and deployed as a source. */
+/** Two vendor car-park platforms, a ferry terminal, a bike-share operator and a county's file drop, each deployed as a source. */
 const DEMO = [
   { id: 'demo-hengqin-parking', name: '横琴口岸停车场平台 (demo)', district: '横琴', seed: 7, lots: 5 },
   { id: 'demo-nantong-parking', name: '南通市区停车场平台 (demo)', district: '崇川区', seed: 11, lots: 4 },
@@ -88,8 +90,35 @@ export async function startDemo(metadata: Metadata, log: Logger, dataDir: string
     config: { gbfsUrl: `${bikeUrl}/gbfs/2.3/gbfs.json`, language: 'zh', fleetSize: 120, trips: { baseUrl: `${bikeUrl}/`, pageSize: 500 } },
   }, bikeUrl)
 
+  // A county sends yesterday's files (CSV in several encodings and XLSX) once, on the first start.
+  const dropDir = join(dataDir, 'demo', 'county-drop')
+  if (!existsSync(dropDir)) {
+    mkdirSync(dropDir, { recursive: true })
+    const day = formatLocal(startAt - 86_400_000, 'Asia/Shanghai').slice(0, 10)
+    for (const f of await countyDrop({ day, seed: 11 })) writeFileSync(join(dropDir, f.name), f.bytes)
+  }
+  await deploy(metadata, log, {
+    ...base,
+    id: 'demo-rudong-county',
+    kind: 'county-files',
+    name: '如东县停车数据报送 (demo)',
+    district: '如东县',
+    schedule: { every: '10s' },
+    freshness: { maxDelay: '26h' },
+    config: {
+      county: '如东县',
+      dropDir,
+      datasets: [
+        { name: 'lots', kind: 'lots' },
+        { name: 'occupancy', kind: 'occupancy', columns: { observedAt: ['上报时间', '统计时间'] } },
+        { name: 'passages', kind: 'passages', columns: { lotId: '停车场编号', plate: '车牌号', entryTime: '入场时间', exitTime: '出场时间', fee: '收费金额' } },
+      ],
+      settleMs: 0,
+    },
+  }, dropDir)
+
   return {
-    sources: [...DEMO.map((d) => d.id), 'demo-hengqin-ferry', 'demo-nanshan-bike'],
+    sources: [...DEMO.map((d) => d.id), 'demo-hengqin-ferry', 'demo-nanshan-bike', 'demo-rudong-county'],
     async stop() {
       await Promise.all(stops.map((s) => s()))
     },
