@@ -2,6 +2,7 @@ import { Command, Option } from 'commander'
 import { errorMessage, isCitysyncError } from '../lib/errors.ts'
 import { createLogger, VERSION } from './embedded.ts'
 import { runQuality } from './quality.ts'
+import { registerBackupCommands } from './backup.ts'
 import { registerSourceCommands } from './sources.ts'
 import { runApi, runConnect, runMigrate, runPipeline, runStart } from './roles.ts'
 
@@ -89,6 +90,7 @@ program
   })
 
 registerSourceCommands(program)
+registerBackupCommands(program)
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   const log = createLogger('error')

@@ -66,6 +66,32 @@ const ERRORS = {
   CITYSYNC_ERR_INCIDENT_ROOT_CAUSE: { status: 422, message: 'incident %s needs a root cause before it can be closed' },
   CITYSYNC_ERR_CHANNEL_DELIVERY: { status: 502, message: 'channel %s did not accept the notification: %s' },
   CITYSYNC_ERR_QUALITY_UNAVAILABLE: { status: 503, message: 'freshness unavailable: %s' },
+
+  // Reports: the monthly sync report and the quarterly onboarding list.
+  CITYSYNC_ERR_REPORT_PERIOD: { status: 400, message: 'report period %s: %s' },
+  CITYSYNC_ERR_REPORT_OPTION: { status: 400, message: 'report option %s: %s' },
+  CITYSYNC_ERR_REPORT_PDF_UNAVAILABLE: { status: 503, message: 'PDF output needs Chromium, which is not installed here (%s); install the Debian package: apt-get install chromium' },
+  CITYSYNC_ERR_REPORT_PDF_FAILED: { status: 500, message: 'Chromium could not render the PDF: %s' },
+
+  // Analytics: figures (GET /api/v1/analytics/*) and analyst SQL (POST /api/v1/analytics/sql).
+  CITYSYNC_ERR_ANALYTICS_QUERY: { status: 400, message: 'analytics query refused: %s' },
+  CITYSYNC_ERR_ANALYTICS_TOO_LARGE: { status: 400, message: 'the answer would have %s; ask for %s' },
+  CITYSYNC_ERR_ANALYTICS_SQL_DISABLED: { status: 404, message: 'analyst SQL is not enabled in this process (set %s)' },
+  CITYSYNC_ERR_ANALYTICS_SQL_UNAUTHORIZED: { status: 401, message: 'analyst SQL needs a valid bearer token' },
+  CITYSYNC_ERR_ANALYTICS_SQL_REFUSED: { status: 400, message: 'analyst SQL refused: %s' },
+  CITYSYNC_ERR_ANALYTICS_SQL_FAILED: { status: 400, message: 'analyst SQL failed: %s' },
+  CITYSYNC_ERR_ANALYTICS_SQL_LIMIT: { status: 422, message: 'analyst SQL stopped at a limit: %s' },
+
+  // Backups and restores (`citysync backup`, `citysync restore`).
+  CITYSYNC_ERR_BACKUP_FAILED: { status: 500, message: 'backup failed: %s' },
+  CITYSYNC_ERR_BACKUP_BUSY: { status: 409, message: '%s is open in another process (a running `citysync start`?): %s' },
+  CITYSYNC_ERR_BACKUP_INVALID: { status: 422, message: 'backup %s is unusable: %s' },
+  CITYSYNC_ERR_BACKUP_CORRUPT: { status: 422, message: 'backup %s does not match its manifest: %s' },
+  CITYSYNC_ERR_RESTORE_NOT_EMPTY: { status: 409, message: 'restore needs an empty target: %s' },
+  CITYSYNC_ERR_RESTORE_KEY_MISSING: { status: 400, message: 'backup %s was made with master key %s, which is not in the backup: set CITYSYNC_MASTER_KEY or pass --key-file' },
+  CITYSYNC_ERR_RESTORE_KEY_MISMATCH: { status: 409, message: 'backup %s was made with master key %s, but the key given is %s: plates and secrets in it could not be read' },
+  CITYSYNC_ERR_RESTORE_INCOMPATIBLE: { status: 409, message: 'backup %s cannot be restored by this version: %s' },
+  CITYSYNC_ERR_RESTORE_VERIFY: { status: 500, message: 'restored %s does not match the manifest: %s' },
 } as const
 
 export type ErrorCode = keyof typeof ERRORS

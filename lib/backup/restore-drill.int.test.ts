@@ -1,0 +1,353 @@
+import { execFile } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import pg from 'pg'
+import { afterAll, describe, expect, it } from 'vitest'
+import { ParkingSimulator } from '../../connectors/parking-lots/simulator.ts'
+import { REPO, type Spawned, spawnTs, startWarehouseProcess } from '../../infra/test/processes.ts'
+import { POSTGRES_URL, postgresReachable, requireService } from '../../infra/test/services.ts'
+import { ServerWarehouse } from '../../pipelines/warehouse/server-warehouse.ts'
+import { ManualClock } from '../clock.ts'
+
+// The restore drill, through real processes: ingest, back up, keep ingesting,
+// lose everything, restore into a fresh warehouse and a fresh PostgreSQL
+// database, restart, ingest the rest. Every upstream record must be in
+// ClickHouse exactly once: count() = uniqExact(eventId) = count() FINAL =
+// the simulator's ground truth.
+//
+// Two deployments: embedded (chDB in the citysync process, so the backup is
+// taken while it is stopped) and a shared warehouse over CLICKHOUSE_URL (the
+// backup is taken while rows keep landing, which is where cursor/data
+// consistency matters).
+
+const runPg = requireService('PostgreSQL', await postgresReachable(), POSTGRES_URL)
+const MASTER_KEY = 'restore drill master key, long enough'
+const children: Spawned[] = []
+const dirs: string[] = []
+const databases: string[] = []
+
+function dbUrl(name: string): string {
+  const u = new URL(POSTGRES_URL)
+  u.pathname = `/${name}`
+  return u.toString()
+}
+
+async function admin<T>(fn: (c: pg.Client) => Promise<T>): Promise<T> {
+  const c = new pg.Client({ connectionString: POSTGRES_URL })
+  await c.connect()
+  try {
+    return await fn(c)
+  } finally {
+    await c.end()
+  }
+}
+
+async function freshDatabase(tag: string): Promise<string> {
+  const name = `citysync_drill_${tag}_${randomBytes(4).toString('hex')}`
+  await admin((c) => c.query(`CREATE DATABASE ${name}`))
+  databases.push(name)
+  return name
+}
+
+async function dropDatabase(name: string): Promise<void> {
+  await admin((c) => c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`))
+}
+
+afterAll(async () => {
+  for (const c of children) await c.kill9()
+  for (const d of databases) await dropDatabase(d).catch(() => undefined)
+  for (const d of dirs) rmSync(d, { recursive: true, force: true })
+})
+
+function tmp(prefix: string): string {
+  const d = mkdtempSync(join(tmpdir(), prefix))
+  dirs.push(d)
+  return d
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer()
+    srv.once('error', reject)
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as { port: number }).port
+      srv.close(() => resolve(port))
+    })
+  })
+}
+
+interface Stores {
+  dataDir: string
+  databaseUrl: string
+  clickhouseUrl?: string
+}
+
+function envOf(s: Stores): NodeJS.ProcessEnv {
+  // Blank values count as unset: nothing of this shell's own configuration leaks in.
+  return {
+    ...process.env,
+    CITYSYNC_DATA_DIR: s.dataDir,
+    DATABASE_URL: s.databaseUrl,
+    CLICKHOUSE_URL: s.clickhouseUrl ?? '',
+    KAFKA_BROKERS: '',
+    CITYSYNC_MASTER_KEY: MASTER_KEY,
+    LOG_LEVEL: 'warn',
+  }
+}
+
+/** The CLI as a child process, without blocking this one (the simulator answers from here). */
+function cli(s: Stores, args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, ['--import', 'tsx', 'cli/main.ts', ...args], { cwd: REPO, env: envOf(s), maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`citysync ${args.join(' ')}: ${stderr || err.message}`))
+      else resolve(stdout)
+    })
+  })
+}
+
+function startCitysync(s: Stores, port: number): Spawned {
+  const p = spawnTs('cli/main.ts', ['start', '--no-demo', '--port', String(port)], envOf(s))
+  children.push(p)
+  return p
+}
+
+async function getJson<T>(url: string): Promise<T | undefined> {
+  try {
+    const r = await fetch(url)
+    return r.ok ? ((await r.json()) as T) : undefined
+  } catch {
+    return undefined
+  }
+}
+
+async function until<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 240_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const v = await fn()
+    if (v !== undefined && v !== false) return v
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 100))
+  }
+}
+
+type Cursor = { in: number; out: number; space: number }
+
+async function cursorAtEnd(port: number, sim: ParkingSimulator): Promise<void> {
+  sim.advance()
+  const counts = sim.counts()
+  await until(`the cursor to reach ${JSON.stringify(counts)}`, async () => {
+    const c = await getJson<{ cursor: Cursor | null }>(`http://127.0.0.1:${port}/api/v1/sources/drill-lots/cursor`)
+    return c?.cursor?.in === counts.in && c.cursor.out === counts.out && c.cursor.space === counts.space
+  })
+}
+
+interface Counts {
+  n: number
+  u: number
+  f: number
+}
+
+async function passageCounts(wh: ServerWarehouse): Promise<Counts> {
+  const [c] = await wh.query<Counts>(
+    `SELECT count() AS n, uniqExact(eventId) AS u, (SELECT count() FROM parking_passage FINAL WHERE sourceId = 'drill-lots') AS f
+     FROM parking_passage WHERE sourceId = 'drill-lots'`,
+  )
+  return c!
+}
+
+async function landedKeys(wh: ServerWarehouse): Promise<string[]> {
+  const rows = await wh.query<{ k: string }>(`SELECT concat(lotId, '/', direction, '/', recordNo) AS k FROM parking_passage WHERE sourceId = 'drill-lots'`)
+  return rows.map((r) => r.k).sort()
+}
+
+function truthKeys(sim: ParkingSimulator): string[] {
+  return sim
+    .truth()
+    .map((t) => `${t.parkCode}/${t.type === 'in' ? 'entry' : 'exit'}/${t.recordNo}`)
+    .sort()
+}
+
+interface BackupJson {
+  dir: string
+  manifest: { warehouse: { tables: { name: string; rows: number }[] }; metadata: { tables: { name: string; rows: number }[] } }
+}
+
+interface RestoreJson {
+  restored: boolean
+  tables: { part: string; table: string; rows: number }[]
+  ms: number
+}
+
+/** Simulated upstream: history starts 20 h ago, released in steps by moving its clock. */
+function simulator(slowMs: number): { sim: ParkingSimulator; clock: ManualClock; start: number } {
+  const start = Date.now() - 20 * 3600_000
+  const clock = new ManualClock(start)
+  const sim = new ParkingSimulator({ seed: 7, lots: 4, eventsPerMinute: 100, clock, startAt: start, faults: { slowMs } })
+  return { sim, clock, start }
+}
+
+async function addSource(s: Stores, simUrl: string, pageSize: number): Promise<void> {
+  const file = join(s.dataDir, 'drill-source.json')
+  writeFileSync(file, JSON.stringify({ id: 'drill-lots', kind: 'parking-lots', name: 'restore drill lots', schedule: { every: '1s' }, config: { baseUrl: simUrl, pageSize } }))
+  await cli(s, ['sources', 'add', file, '--deploy', '--force'])
+}
+
+describe.runIf(runPg)('restore drill', () => {
+  it('embedded: ingest, back up, ingest more, lose everything, restore into a fresh data directory and database, restart, ingest the rest', async () => {
+    const { sim, clock, start } = simulator(15)
+    const simUrl = await sim.start(0)
+    try {
+      const src: Stores = { dataDir: tmp('citysync-drill-src-'), databaseUrl: dbUrl(await freshDatabase('src')) }
+      const backups = tmp('citysync-drill-backups-')
+      const port = await freePort()
+      await addSource(src, simUrl, 100)
+
+      // 1. Ingest the first 30 minutes of upstream history.
+      clock.set(start + 30 * 60_000)
+      let proc = startCitysync(src, port)
+      await cursorAtEnd(port, sim)
+      const phase1 = sim.truth().length
+      // While it runs, the embedded warehouse is its alone: the backup says so and changes nothing.
+      await expect(cli(src, ['backup', '--to', backups])).rejects.toThrow(
+        /citysync: CITYSYNC_ERR_BACKUP_BUSY: the embedded warehouse .*\/clickhouse is open in another process \(a running `citysync start`\?\)/,
+      )
+      expect(readdirSync(backups)).toEqual([])
+      expect(await proc.stop()).toBe(0)
+
+      // 2. Back up (embedded: chDB admits one process, so while citysync is stopped).
+      const b = JSON.parse(await cli(src, ['backup', '--to', backups, '--keep', '3', '--json'])) as BackupJson
+      expect(b.manifest.warehouse.tables.find((t) => t.name === 'parking_passage')?.rows).toBe(phase1)
+
+      // 3. Keep ingesting after the backup: these rows are lost with the machine.
+      clock.set(start + 40 * 60_000)
+      proc = startCitysync(src, port)
+      await cursorAtEnd(port, sim)
+      expect(await proc.stop()).toBe(0)
+
+      // 4. Lose everything: data directory and database.
+      rmSync(src.dataDir, { recursive: true, force: true })
+      await dropDatabase(new URL(src.databaseUrl).pathname.slice(1))
+
+      // 5. Restore into a fresh data directory and a fresh database.
+      const dst: Stores = { dataDir: tmp('citysync-drill-dst-'), databaseUrl: dbUrl(await freshDatabase('dst')) }
+      const r = JSON.parse(await cli(dst, ['restore', b.dir, '--json'])) as RestoreJson
+      expect(r.restored).toBe(true)
+      expect(r.tables.find((t) => t.part === 'warehouse' && t.table === 'parking_passage')?.rows).toBe(phase1)
+      expect(r.tables.find((t) => t.part === 'metadata' && t.table === 'connector_state')?.rows).toBe(1)
+
+      // 6. Restart and ingest the rest: the lost stretch is read again from the restored cursor.
+      clock.set(start + 50 * 60_000)
+      proc = startCitysync(dst, port)
+      await cursorAtEnd(port, sim)
+      expect(await proc.stop()).toBe(0)
+
+      const truth = truthKeys(sim)
+      expect(truth.length).toBeGreaterThan(phase1)
+      const wh = await startWarehouseProcess(join(dst.dataDir, 'clickhouse'))
+      children.push(wh.proc)
+      const w = new ServerWarehouse(wh.url)
+      try {
+        expect(await passageCounts(w)).toEqual({ n: truth.length, u: truth.length, f: truth.length })
+        expect(await landedKeys(w)).toEqual(truth)
+        const [occ] = await w.query<{ n: number; u: number }>(`SELECT count() AS n, uniqExact(eventId) AS u FROM parking_occupancy WHERE sourceId = 'drill-lots'`)
+        expect(occ).toEqual({ n: sim.spaceTruth().length, u: sim.spaceTruth().length })
+        const [dead] = await w.query<{ n: number }>(`SELECT count() AS n FROM dead_letter WHERE sourceId = 'drill-lots'`)
+        expect(dead!.n).toBe(0)
+      } finally {
+        await w.close()
+        await wh.proc.stop()
+      }
+    } finally {
+      await sim.stop()
+    }
+  }, 600_000)
+
+  it('shared warehouse: a backup taken while rows land restores with cursors behind the data, and the restart lands no duplicate', async () => {
+    const { sim, clock, start } = simulator(40)
+    const simUrl = await sim.start(0)
+    try {
+      const whA = await startWarehouseProcess(tmp('citysync-drill-wh-a-'))
+      children.push(whA.proc)
+      const src: Stores = { dataDir: tmp('citysync-drill-src-'), databaseUrl: dbUrl(await freshDatabase('src')), clickhouseUrl: whA.url }
+      const backups = tmp('citysync-drill-backups-')
+      const port = await freePort()
+      await addSource(src, simUrl, 50)
+
+      // 1. Ingest; back up while rows are still landing.
+      clock.set(start + 45 * 60_000)
+      const first = startCitysync(src, port)
+      await until('rows to start landing', async () => {
+        const s = await getJson<{ rowsLanded: number }>(`http://127.0.0.1:${port}/api/v1/sources/drill-lots/status`)
+        return s !== undefined && s.rowsLanded >= 1000 ? s.rowsLanded : undefined
+      })
+      // The upstream slows to a trickle meanwhile, so pages keep landing during the backup and the rest after it.
+      sim.setSlowMs(1500)
+      const b = JSON.parse(await cli(src, ['backup', '--to', backups, '--json'])) as BackupJson
+      sim.setSlowMs(20)
+      const inBackup = b.manifest.warehouse.tables.find((t) => t.name === 'parking_passage')!.rows
+      await cursorAtEnd(port, sim)
+      const phase1 = sim.truth().length
+      expect(inBackup).toBeGreaterThan(0)
+      expect(inBackup).toBeLessThan(phase1)
+      expect(await first.stop()).toBe(0)
+
+      // 2. Lose the warehouse and the database.
+      await whA.proc.kill9()
+      await dropDatabase(new URL(src.databaseUrl).pathname.slice(1))
+
+      // The timer's check: the whole backup read back, no store touched.
+      const v = JSON.parse(await cli(src, ['restore', b.dir, '--verify-only', '--json'])) as RestoreJson
+      expect(v.restored).toBe(false)
+      expect(v.tables.find((t) => t.part === 'warehouse' && t.table === 'parking_passage')?.rows).toBe(inBackup)
+
+      // 3. Restore into a fresh warehouse and database.
+      const whB = await startWarehouseProcess(tmp('citysync-drill-wh-b-'))
+      children.push(whB.proc)
+      const dst: Stores = { dataDir: tmp('citysync-drill-dst-'), databaseUrl: dbUrl(await freshDatabase('dst')), clickhouseUrl: whB.url }
+      const r = JSON.parse(await cli(dst, ['restore', b.dir, '--json'])) as RestoreJson
+      expect(r.tables.find((t) => t.part === 'warehouse' && t.table === 'parking_passage')?.rows).toBe(inBackup)
+
+      const w = new ServerWarehouse(whB.url)
+      try {
+        // The metadata snapshot was taken first, so the restored cursor is at or behind the restored rows:
+        // every record up to the cursor is in the warehouse.
+        const restoredCursor = await admin(async () => {
+          const c = new pg.Client({ connectionString: dst.databaseUrl })
+          await c.connect()
+          try {
+            const { rows } = await c.query<{ cursor: Cursor }>(`SELECT cursor FROM connector_state WHERE source_id = 'drill-lots'`)
+            return rows[0]!.cursor
+          } finally {
+            await c.end()
+          }
+        })
+        const landed = new Set(await landedKeys(w))
+        const upToCursor = sim.truth().filter((t) => t.seq <= (t.type === 'in' ? restoredCursor.in : restoredCursor.out))
+        expect(upToCursor.length).toBeGreaterThan(0)
+        expect(upToCursor.filter((t) => !landed.has(`${t.parkCode}/${t.type === 'in' ? 'entry' : 'exit'}/${t.recordNo}`))).toEqual([])
+        expect(landed.size).toBeGreaterThanOrEqual(upToCursor.length)
+
+        // 4. Restart and ingest the rest.
+        clock.set(start + 60 * 60_000)
+        const second = startCitysync(dst, port)
+        await cursorAtEnd(port, sim)
+        expect(await second.stop()).toBe(0)
+
+        const truth = truthKeys(sim)
+        expect(await passageCounts(w)).toEqual({ n: truth.length, u: truth.length, f: truth.length })
+        expect(await landedKeys(w)).toEqual(truth)
+        const [occ] = await w.query<{ n: number; u: number }>(`SELECT count() AS n, uniqExact(eventId) AS u FROM parking_occupancy WHERE sourceId = 'drill-lots'`)
+        expect(occ).toEqual({ n: sim.spaceTruth().length, u: sim.spaceTruth().length })
+        const [dead] = await w.query<{ n: number }>(`SELECT count() AS n FROM dead_letter WHERE sourceId = 'drill-lots'`)
+        expect(dead!.n).toBe(0)
+      } finally {
+        await w.close()
+      }
+    } finally {
+      await sim.stop()
+    }
+  }, 600_000)
+})
