@@ -160,7 +160,7 @@ describe.runIf(run)('distributed mode over the real Kafka broker', () => {
   it('two pipelines share the partitions; when one is killed the other takes them over and totals stay exact', async () => {
     const up = await upstream(11, 60_000, 20)
     const a = start(['pipeline'])
-    const b = start(['pipeline'])
+    const b = start(['pipeline', '--metrics-port', '0'])
     await Promise.all([a.waitFor(/pipeline ready/), b.waitFor(/pipeline ready/)])
     addSource('pair-lots', up.url)
     const connector = start(['connect', '--source', 'pair-lots'])
@@ -175,6 +175,15 @@ describe.runIf(run)('distributed mode over the real Kafka broker', () => {
     expect(await landed('pair-lots')).toEqual({ passages: up.passages, passageIds: up.passages, passageKeys: up.passages, spaces: up.spaces, spaceIds: up.spaces, lots: up.lots, dead: 0 })
     // The survivor was given a new assignment after its partner died.
     expect(b.output().split('kafka partitions assigned').length - 1).toBeGreaterThan(assignedBefore)
+    // Its metrics: rows landed, and no lag left on the passage partitions it committed.
+    const metricsUrl = /"metrics":"(http:[^"]+)"/.exec(b.output())![1]!
+    const text = await (await fetch(metricsUrl)).text()
+    const landedRows = Number(/citysync_sink_rows_total\{outcome="landed"\} (\d+)/.exec(text)?.[1])
+    expect(landedRows).toBeGreaterThan(0)
+    expect(landedRows).toBeLessThanOrEqual(up.passages + up.spaces + 2 * up.lots)
+    const lags = [...text.matchAll(/citysync_kafka_consumer_lag\{topic="citysync\.parking\.passage",partition="\d+"\} (\d+)/g)].map((m) => Number(m[1]))
+    expect(lags.length).toBeGreaterThan(0)
+    expect(lags.every((l) => l === 0)).toBe(true)
     await connector.stop()
     await b.stop()
   }, 600_000)

@@ -12,6 +12,7 @@ import { KafkaBus } from '../pipelines/bus/kafka-bus.ts'
 import { ensureTopics, type TopicChange, topicSpecs } from '../pipelines/bus/topics.ts'
 import { WorkerEncoder } from '../pipelines/draft-encoder.ts'
 import { WarehouseBatchJournal } from '../pipelines/sink-journal.ts'
+import { SinkMetrics } from '../pipelines/sink-metrics.ts'
 import { WarehouseSink } from '../pipelines/warehouse-sink.ts'
 import { openWarehouse } from '../pipelines/warehouse/open.ts'
 import { SchemaCatalogue } from '../schemas/catalogue.ts'
@@ -85,29 +86,34 @@ export async function startConnect(cfg: RuntimeConfig, log: Logger, sourceId: st
 export async function startPipeline(
   cfg: RuntimeConfig,
   log: Logger,
-  opts: { maxBatchSize?: number; maxWaitMs?: number } = {},
-): Promise<Role & { sink: WarehouseSink }> {
+  opts: { maxBatchSize?: number; maxWaitMs?: number; metricsPort?: number } = {},
+): Promise<Role & { sink: WarehouseSink; metricsUrl: string | undefined }> {
   const bus = openKafkaBus(cfg, log, 'pipeline')
   if (!cfg.clickhouseUrl) {
     log.warn('CLICKHOUSE_URL is not set: this pipeline lands into embedded chDB in the data directory, which only one process can use')
   }
   const warehouse = await openWarehouse({ clickhouseUrl: cfg.clickhouseUrl, dataDir: cfg.dataDir })
   const sink = new WarehouseSink({ warehouse, catalogue: SchemaCatalogue.load(), clock: systemClock, log, deadLetterBus: bus })
+  const metrics = new SinkMetrics()
   const stop = new AbortController()
   // The duplicate filter is warmed from the warehouse each time this member is given partitions:
   // what another pipeline landed before a partition moved is then known here too.
   const subscription = sink.subscribe(bus, stop.signal, {
     group: SINK_GROUP,
     rewarmOnAssignment: true,
+    onCommitted: metrics.onCommitted,
     journal: new WarehouseBatchJournal(warehouse),
     maxBatchSize: opts.maxBatchSize ?? 10_000,
     maxWaitMs: opts.maxWaitMs ?? 250,
   })
   subscription.done.catch((err: unknown) => log.error({ err }, 'pipeline consumer stopped'))
-  log.info({ brokers: cfg.kafkaBrokers, warehouse: warehouse.transport }, 'pipeline ready')
+  const served = opts.metricsPort !== undefined ? await metrics.serve(opts.metricsPort, cfg.host, () => sink.stats) : undefined
+  log.info({ brokers: cfg.kafkaBrokers, warehouse: warehouse.transport, metrics: served?.url }, 'pipeline ready')
   return {
     sink,
+    metricsUrl: served?.url,
     close: async () => {
+      served?.server.close()
       stop.abort()
       await subscription.done.catch(() => undefined)
       await bus.close()

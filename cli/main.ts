@@ -69,9 +69,10 @@ program
 program
   .command('pipeline')
   .description('run the stream job that lands Kafka events in ClickHouse (distributed mode); start several to share the partitions')
-  .addHelpText('after', '\nNeeds KAFKA_BROKERS and CLICKHOUSE_URL.\n\nExample:\n  $ KAFKA_BROKERS=kafka1:9092 CLICKHOUSE_URL=http://ch1:8123 citysync pipeline')
-  .action(async () => {
-    await runPipeline()
+  .addOption(new Option('--metrics-port <port>', 'serve Prometheus metrics (rows by outcome, batch time, consumer lag) at http://HOST:PORT/metrics').argParser(Number))
+  .addHelpText('after', '\nNeeds KAFKA_BROKERS and CLICKHOUSE_URL.\n\nExample:\n  $ KAFKA_BROKERS=kafka1:9092 CLICKHOUSE_URL=http://ch1:8123 citysync pipeline --metrics-port 9465')
+  .action(async (opts: { metricsPort?: number }) => {
+    await runPipeline(opts)
   })
 
 program

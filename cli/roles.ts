@@ -95,6 +95,6 @@ export function runConnect(opts: { source: string }): Promise<void> {
   return runRole((cfg, log) => startConnect(cfg, log, opts.source))
 }
 
-export function runPipeline(): Promise<void> {
-  return runRole((cfg, log) => startPipeline(cfg, log))
+export function runPipeline(opts: { metricsPort?: number } = {}): Promise<void> {
+  return runRole((cfg, log) => startPipeline(cfg, log, opts.metricsPort !== undefined ? { metricsPort: opts.metricsPort } : {}))
 }

@@ -3,7 +3,7 @@ import { type Clock } from '../lib/clock.ts'
 import { errorMessage } from '../lib/errors.ts'
 import { type SchemaCatalogue } from '../schemas/catalogue.ts'
 import { type AnyEvent, EVENT_ROUTES, type EventName, type IngestError, type ParkingPassage } from '../schemas/events.ts'
-import { type BatchJournal, type Bus, type IncomingBatch, type IncomingMessage, type OutgoingMessage, type Subscription } from './bus/bus.ts'
+import { type BatchJournal, type Bus, type IncomingBatch, type IncomingMessage, type OutgoingMessage, type SubscribeOptions, type Subscription } from './bus/bus.ts'
 import { deadLetterTopic } from './bus/topics.ts'
 import { DedupeCache, UNKNOWN_CONTENT } from './dedupe-cache.ts'
 import { deriveEventId } from './normalise.ts'
@@ -75,10 +75,18 @@ export class WarehouseSink {
   subscribe(
     bus: Bus,
     signal: AbortSignal,
-    opts: { maxBatchSize?: number; maxWaitMs?: number; group?: string; journal?: BatchJournal; rewarmOnAssignment?: boolean } = {},
+    opts: {
+      maxBatchSize?: number
+      maxWaitMs?: number
+      group?: string
+      journal?: BatchJournal
+      rewarmOnAssignment?: boolean
+      onCommitted?: SubscribeOptions['onCommitted']
+    } = {},
   ): Subscription {
     return bus.subscribe(
       {
+        ...(opts.onCommitted ? { onCommitted: opts.onCommitted } : {}),
         group: opts.group ?? 'citysync-warehouse-sink',
         ...(opts.journal ? { journal: opts.journal } : {}),
         ...(opts.rewarmOnAssignment

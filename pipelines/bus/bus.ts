@@ -63,6 +63,8 @@ export interface SubscribeOptions {
    * partition moved is not in its memory.
    */
   onAssigned?: () => Promise<void>
+  /** After each committed batch: how far behind the end of its partition this member is. */
+  onCommitted?: (progress: { topic: string; partition: number; committed: number; lag: number }) => void
 }
 
 export interface BatchRange {

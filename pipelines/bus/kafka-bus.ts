@@ -374,6 +374,7 @@ class PartitionBatcher {
         return
       }
       await this.consumer.commitOffsets([{ topic: batch.topic, partition, offset: String(lastOffset + 1) }])
+      this.o.onCommitted?.({ topic, partition, committed: lastOffset + 1, lag: Math.max(0, Number(batch.highWatermark) - lastOffset - 1) })
       p.messages = p.messages.slice(count)
       p.planned = undefined
       await heartbeat()
