@@ -10,6 +10,8 @@ import { deriveEventId, normalise, type PlateProtector, redactRaw } from './norm
 export const HEADER_SOURCE = 'citysync-source-id'
 export const HEADER_TRACE = 'citysync-trace-id'
 export const HEADER_CONTENT = 'citysync-content-hash'
+/** The Avro schema id, as in the value's Confluent wire header: readable without decoding. */
+export const HEADER_SCHEMA = 'citysync-schema-id'
 
 export interface PublisherOptions {
   sourceId: string
@@ -165,7 +167,12 @@ export class Publisher {
     list.push({
       key: this.o.sourceId,
       value,
-      headers: { [HEADER_SOURCE]: this.o.sourceId, [HEADER_TRACE]: this.traceId, [HEADER_CONTENT]: contentHash },
+      headers: {
+        [HEADER_SOURCE]: this.o.sourceId,
+        [HEADER_SCHEMA]: String(value.length >= 5 ? value.readUInt32BE(1) : 0),
+        [HEADER_TRACE]: this.traceId,
+        [HEADER_CONTENT]: contentHash,
+      },
     })
   }
 }

@@ -72,6 +72,11 @@ describe('WarehouseSink (chDB)', () => {
       p.record('ParkingPassage', passage('R4', '2026-11-23T01:00:00Z')) // two days ahead
       p.reject('connector', 'missing_field', 'inTime is missing', 'ParkingPassage', JSON.stringify({ recordNo: 'R5', plateNo: '粤C99999' }))
     })
+    // Every message names its source, schema id (as in its wire header), trace and content.
+    const first = batch.messages[0]!
+    expect(Object.keys(first.headers).sort()).toEqual(['citysync-content-hash', 'citysync-schema-id', 'citysync-source-id', 'citysync-trace-id'])
+    expect(first.headers['citysync-schema-id']).toBe(String(first.value.readUInt32BE(1)))
+    expect(first.headers['citysync-source-id']).toBe('lot-vendor-a')
     await sink.handle(batch)
 
     const rows = await wh.query<{ recordNo: string; plateMasked: string; plateCipher: string }>(
