@@ -11,6 +11,7 @@ import { alertRoutes } from './routes/alerts.ts'
 import { countyRoutes } from './routes/county.ts'
 import { freshnessRoutes } from './routes/freshness.ts'
 import { incidentRoutes } from './routes/incidents.ts'
+import { reportRoutes } from './routes/reports.ts'
 import { ingestRoutes, type IngestDeps } from './routes/ingest.ts'
 import { sourceRoutes } from './routes/sources.ts'
 
@@ -74,7 +75,9 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
   alertRoutes(app, deps)
   freshnessRoutes(app, deps)
   incidentRoutes(app, deps)
+  reportRoutes(app, deps)
   await app.register(ingestRoutes, deps)
   await app.register(countyRoutes, deps)
+  await app.register((await import('./routes/analytics.ts')).analyticsRoutes, deps)
   return app
 }

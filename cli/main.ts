@@ -3,6 +3,7 @@ import { errorMessage, isCitysyncError } from '../lib/errors.ts'
 import { createLogger, VERSION } from './embedded.ts'
 import { runQuality } from './quality.ts'
 import { registerBackupCommands } from './backup.ts'
+import { registerReportCommands } from './report.ts'
 import { registerSourceCommands } from './sources.ts'
 import { runApi, runConnect, runMigrate, runPipeline, runStart } from './roles.ts'
 
@@ -91,6 +92,7 @@ program
   })
 
 registerSourceCommands(program)
+registerReportCommands(program)
 registerBackupCommands(program)
 
 program.parseAsync(process.argv).catch((err: unknown) => {

@@ -27,6 +27,8 @@ import { DEFAULTS, type FreshnessSettings, resolveSettings } from './freshness-c
 import { QualityMetrics } from './metrics.ts'
 import { DeliveryQueue, Notifier } from './notifier.ts'
 import { emptyReading, FreshnessReader, type ReaderOptions } from './reader.ts'
+import { Reports } from './report/reports.ts'
+import { ReportScheduler, type ReportSchedulerOptions } from './report/scheduler.ts'
 import { type Alert, alertLabel, type Incident, type IncidentScope, MAX_SCOPE_ENTITIES, SyncHealthStore } from './store.ts'
 
 export const DEFAULT_INTERVAL_MS = 60_000
@@ -48,6 +50,8 @@ export interface QualityServiceOptions {
   intervalMs?: number
   reader?: ReaderOptions
   metrics?: QualityMetrics
+  /** Monthly sync reports on a schedule, and regeneration after backfill (quality/report/scheduler.ts); false: none. */
+  reports?: ReportSchedulerOptions | false
 }
 
 export interface CycleSummary {
@@ -174,6 +178,7 @@ export class QualityService {
   #timer: NodeJS.Timeout | undefined
   #running: Promise<unknown> | undefined
   #stopped = false
+  #reports: ReportScheduler | undefined
 
   constructor(o: QualityServiceOptions) {
     this.#o = o
@@ -376,6 +381,11 @@ export class QualityService {
   /** Evaluates now, then every interval, until stop(). */
   start(): void {
     this.#stopped = false
+    if (this.#o.reports !== false && this.#reports === undefined) {
+      const { metadata, warehouse, clock, log } = this.#o
+      this.#reports = new ReportScheduler(new Reports({ metadata, warehouse, clock, log }), clock, log, this.#o.reports)
+      this.#reports.start()
+    }
     const tick = async (): Promise<void> => {
       if (this.#stopped) return
       try {
@@ -393,6 +403,8 @@ export class QualityService {
   async stop(graceMs = 5_000): Promise<void> {
     this.#stopped = true
     clearTimeout(this.#timer)
+    await this.#reports?.stop()
+    this.#reports = undefined
     await this.#running
     await this.deliveries.close(graceMs)
   }
