@@ -11,7 +11,21 @@
 // in a reason; raw payloads are passed through redactPlates before they leave.
 
 import { maskPlate } from '../../lib/crypto.ts'
-import { parseLocal } from '../../lib/local-time.ts'
+import {
+  type ItemFault as SdkItemFault,
+  type Mapped as SdkMapped,
+  type Obj,
+  checkNotFuture,
+  Fault,
+  isObj,
+  kindOf,
+  optionalString,
+  optionalTime,
+  requireString,
+  requireTime,
+  run as runItem,
+  show,
+} from '../sdk/fields.ts'
 import { COORD_SYSTEMS, type CoordSystem, type Direction, type Draft } from '../../schemas/events.ts'
 
 export const ITEM_ERROR_CODES = [
@@ -25,14 +39,8 @@ export const ITEM_ERROR_CODES = [
 ] as const
 export type ItemErrorCode = (typeof ITEM_ERROR_CODES)[number]
 
-export interface ItemFault {
-  code: ItemErrorCode
-  reason: string
-  /** The vendor field at fault, null when the item as a whole is. */
-  field: string | null
-}
-
-export type Mapped<T> = { ok: true; draft: T } | { ok: false; fault: ItemFault }
+export type ItemFault = SdkItemFault<ItemErrorCode>
+export type Mapped<T> = SdkMapped<T, ItemErrorCode>
 
 export interface MapContext {
   /** IANA zone of the source's naive times. */
@@ -47,61 +55,6 @@ export interface MapContext {
 
 // Fee in fen must fit the Avro int.
 const MAX_CENTS = 2_147_483_647
-
-// Thrown inside a mapper and turned into a { ok: false } result by run().
-class Fault extends Error {
-  readonly fault: ItemFault
-  constructor(code: ItemErrorCode, field: string | null, reason: string) {
-    super(reason)
-    this.fault = { code, field, reason }
-  }
-}
-
-type Obj = Record<string, unknown>
-
-function isObj(raw: unknown): raw is Obj {
-  return typeof raw === 'object' && raw !== null && !Array.isArray(raw)
-}
-
-function kindOf(v: unknown): string {
-  return v === null ? 'null' : Array.isArray(v) ? 'array' : typeof v
-}
-
-/** Short, single-line rendering of a non-plate value for a reason. */
-function show(v: unknown): string {
-  const text = typeof v === 'string' ? JSON.stringify(v) : String(v)
-  return text.length > 60 ? `${text.slice(0, 57)}...` : text
-}
-
-function requireString(o: Obj, field: string): string {
-  if (!(field in o) || o[field] === undefined) throw new Fault('missing_field', field, `missing field ${field}`)
-  const v = o[field]
-  if (typeof v !== 'string') throw new Fault('wrong_type', field, `${field} must be a string, got ${kindOf(v)}`)
-  const s = v.trim()
-  if (s === '') throw new Fault('missing_field', field, `${field} is empty`)
-  return s
-}
-
-function optionalString(o: Obj, field: string): string | null {
-  const v = o[field]
-  if (v === undefined || v === null) return null
-  if (typeof v === 'number' && Number.isFinite(v)) return String(v)
-  if (typeof v !== 'string') throw new Fault('wrong_type', field, `${field} must be a string, got ${kindOf(v)}`)
-  const s = v.trim()
-  return s === '' ? null : s
-}
-
-function requireTime(o: Obj, field: string, zone: string): number {
-  const text = requireString(o, field)
-  const t = parseLocal(text, zone)
-  if (t === null) throw new Fault('invalid_value', field, `${field} is not a valid local time: ${show(text)}`)
-  return t
-}
-
-function optionalTime(o: Obj, field: string, zone: string): number | null {
-  if (o[field] === undefined || o[field] === null || o[field] === '') return null
-  return requireTime(o, field, zone)
-}
 
 /** A non-negative integer; vendors send numbers or numeric strings, and "unknown" when they have none. */
 function readCount(o: Obj, field: string, required: boolean): number | null {
@@ -177,35 +130,10 @@ function checkLot(parkCode: string, ctx: MapContext): void {
   }
 }
 
-function checkNotFuture(t: number, field: string, ctx: MapContext): void {
-  const ahead = t - ctx.now
-  if (ahead > ctx.futureToleranceMs) {
-    throw new Fault(
-      'future_timestamp',
-      field,
-      `${field} ${new Date(t).toISOString()} is ${formatSpan(ahead)} ahead of now (tolerance ${formatSpan(ctx.futureToleranceMs)})`,
-    )
-  }
-}
-
-function formatSpan(ms: number): string {
-  if (ms >= 86_400_000) return `${(ms / 86_400_000).toFixed(1)} d`
-  if (ms >= 3_600_000) return `${(ms / 3_600_000).toFixed(1)} h`
-  if (ms >= 60_000) return `${(ms / 60_000).toFixed(1)} min`
-  return `${(ms / 1000).toFixed(0)} s`
-}
-
 function run<T>(raw: unknown, body: (o: Obj) => T): Mapped<T> {
-  if (!isObj(raw)) return { ok: false, fault: { code: 'wrong_type', field: null, reason: `item must be an object, got ${kindOf(raw)}` } }
-  try {
-    return { ok: true, draft: body(raw) }
-  } catch (err) {
-    if (err instanceof Fault) return { ok: false, fault: err.fault }
-    throw err
-  }
+  return runItem<T, ItemErrorCode>(raw, body, 'item')
 }
 
-/** `seq` of a stream item, or null when it has none usable. */
 export function itemSeq(raw: unknown): number | null {
   if (!isObj(raw)) return null
   const v = raw.seq
