@@ -1,10 +1,10 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { ParkingSimulator } from '../connectors/parking-lots/simulator.ts'
+import { freePort, getJson, until } from '../infra/test/processes.ts'
 import { ChdbWarehouse } from '../pipelines/warehouse/chdb-warehouse.ts'
 
 // The delivery promise of embedded mode, end to end through real processes:
@@ -19,17 +19,6 @@ afterAll(() => {
   for (const c of children) if (c.exitCode === null) c.kill('SIGKILL')
   for (const d of dirs) rmSync(d, { recursive: true, force: true })
 })
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer()
-    srv.once('error', reject)
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port
-      srv.close(() => resolve(port))
-    })
-  })
-}
 
 function env(dataDir: string): NodeJS.ProcessEnv {
   const { DATABASE_URL: _db, CLICKHOUSE_URL: _ch, KAFKA_BROKERS: _k, ...rest } = process.env
@@ -48,25 +37,6 @@ function startCitysync(dataDir: string, port: number): ChildProcess {
   })
   children.push(child)
   return child
-}
-
-async function getJson<T>(url: string): Promise<T | undefined> {
-  try {
-    const r = await fetch(url)
-    return r.ok ? ((await r.json()) as T) : undefined
-  } catch {
-    return undefined
-  }
-}
-
-async function until<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 90_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const v = await fn()
-    if (v !== undefined && v !== false) return v
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 100))
-  }
 }
 
 const exited = (c: ChildProcess): Promise<number | null> =>

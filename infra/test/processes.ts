@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process'
+import { createServer } from 'node:net'
 import { fileURLToPath } from 'node:url'
 
 export const REPO = fileURLToPath(new URL('../../', import.meta.url))
@@ -78,4 +79,37 @@ export async function startWarehouseProcess(dataDir: string, port = 0): Promise<
   const proc = spawnTs('infra/clickhouse/chdb-http.ts', ['--data', dataDir, '--port', String(port)])
   const m = await proc.waitFor(/ClickHouse HTTP interface at (http:\/\/\S+)/)
   return { url: m[1]!, proc }
+}
+
+/** A TCP port free right now on 127.0.0.1. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer()
+    srv.once('error', reject)
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as { port: number }).port
+      srv.close(() => resolve(port))
+    })
+  })
+}
+
+/** GET a JSON answer; undefined while the server is not up or answers an error. */
+export async function getJson<T>(url: string): Promise<T | undefined> {
+  try {
+    const r = await fetch(url)
+    return r.ok ? ((await r.json()) as T) : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/** Polls `fn` every 100 ms until it gives a value (neither undefined nor false). */
+export async function until<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 90_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const v = await fn()
+    if (v !== undefined && v !== false) return v
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 100))
+  }
 }

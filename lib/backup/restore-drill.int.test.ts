@@ -1,13 +1,12 @@
 import { execFile } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import pg from 'pg'
 import { afterAll, describe, expect, it } from 'vitest'
 import { ParkingSimulator } from '../../connectors/parking-lots/simulator.ts'
-import { REPO, type Spawned, spawnTs, startWarehouseProcess } from '../../infra/test/processes.ts'
+import { freePort, getJson, REPO, type Spawned, spawnTs, startWarehouseProcess, until } from '../../infra/test/processes.ts'
 import { POSTGRES_URL, postgresReachable, requireService } from '../../infra/test/services.ts'
 import { ServerWarehouse } from '../../pipelines/warehouse/server-warehouse.ts'
 import { ManualClock } from '../clock.ts'
@@ -68,17 +67,6 @@ function tmp(prefix: string): string {
   return d
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer()
-    srv.once('error', reject)
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port
-      srv.close(() => resolve(port))
-    })
-  })
-}
-
 interface Stores {
   dataDir: string
   databaseUrl: string
@@ -114,25 +102,6 @@ function startCitysync(s: Stores, port: number): Spawned {
   return p
 }
 
-async function getJson<T>(url: string): Promise<T | undefined> {
-  try {
-    const r = await fetch(url)
-    return r.ok ? ((await r.json()) as T) : undefined
-  } catch {
-    return undefined
-  }
-}
-
-async function until<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 240_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const v = await fn()
-    if (v !== undefined && v !== false) return v
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 100))
-  }
-}
-
 type Cursor = { in: number; out: number; space: number }
 
 async function cursorAtEnd(port: number, sim: ParkingSimulator): Promise<void> {
@@ -141,7 +110,7 @@ async function cursorAtEnd(port: number, sim: ParkingSimulator): Promise<void> {
   await until(`the cursor to reach ${JSON.stringify(counts)}`, async () => {
     const c = await getJson<{ cursor: Cursor | null }>(`http://127.0.0.1:${port}/api/v1/sources/drill-lots/cursor`)
     return c?.cursor?.in === counts.in && c.cursor.out === counts.out && c.cursor.space === counts.space
-  })
+  }, 240_000)
 }
 
 interface Counts {
@@ -282,7 +251,7 @@ describe.runIf(runPg)('restore drill', () => {
       await until('rows to start landing', async () => {
         const s = await getJson<{ rowsLanded: number }>(`http://127.0.0.1:${port}/api/v1/sources/drill-lots/status`)
         return s !== undefined && s.rowsLanded >= 1000 ? s.rowsLanded : undefined
-      })
+      }, 240_000)
       // The upstream slows to a trickle meanwhile, so pages keep landing during the backup and the rest after it.
       sim.setSlowMs(1500)
       const b = JSON.parse(await cli(src, ['backup', '--to', backups, '--json'])) as BackupJson
