@@ -74,7 +74,14 @@ describe('county-files connector', () => {
     const second = await read(config, first.cursor)
     expect(second.msgs.map((m) => m.type)).toEqual(['checkpoint'])
     expect(second.cursor!.pending).toEqual([])
-    expect(readdirSync(join(dir, 'processed')).sort()).toEqual(files.map((f) => f.name).sort())
+    // Landed files leave a receipt, not their plates.
+    expect(readdirSync(join(dir, 'processed')).sort()).toEqual(files.map((f) => `${f.name}.receipt.json`).sort())
+    for (const f of files) {
+      const receipt = JSON.parse(readFileSync(join(dir, 'processed', `${f.name}.receipt.json`), 'utf8')) as Record<string, unknown>
+      expect(receipt.file).toBe(f.name)
+      expect(Object.keys(first.cursor!.files)).toContain(receipt.sha256)
+      expect(receipt.bytes).toBeGreaterThan(0)
+    }
     expect(readdirSync(dir).sort()).toEqual(['processed'])
   })
 
@@ -102,10 +109,18 @@ describe('county-files connector', () => {
     const r3 = await read(config, r2.cursor)
     expect(count(r3.msgs, 'ParkingOccupancy')).toBe(0)
     expect(errors(r3.msgs).map((e) => e.code)).toEqual(['duplicate_file', 'duplicate_file'])
-    expect(readdirSync(join(dir, 'processed')).sort()).toEqual(['a.csv'])
+    expect(readdirSync(join(dir, 'processed')).sort()).toEqual(['a.csv.receipt.json'])
     expect(readdirSync(join(dir, 'rejected')).sort()).toEqual(['a.csv', 'a.csv.reason.txt', 'b.csv', 'b.csv.reason.txt', 'notes.txt', 'notes.txt.reason.txt', 'other.csv', 'other.csv.reason.txt'])
     expect(readFileSync(join(dir, 'rejected', 'other.csv.reason.txt'), 'utf8')).toMatch(/fits no dataset/)
     expect(existsSync(join(dir, '.uploading.csv.part'))).toBe(true)
+
+    // Rejected files may hold plates in clear: gone once their retention has passed.
+    clock.advance(6 * 86_400_000)
+    await read(config, r3.cursor)
+    expect(readdirSync(join(dir, 'rejected'))).toHaveLength(8)
+    clock.advance(2 * 86_400_000)
+    await read(config, r3.cursor)
+    expect(readdirSync(join(dir, 'rejected'))).toEqual([])
   })
 
   it('reads a file again when its checkpoint was never saved (a crash before landing)', async () => {
@@ -149,7 +164,7 @@ describe('county-files connector', () => {
     const validate = compileConnectorSchema(countyFilesConnector.configSchema)
     const config: Record<string, unknown> = { county: '如东县', dropDir: '/srv/drops/rudong' }
     expect(validate(config)).toBe(true)
-    expect(config).toEqual({ county: '如东县', dropDir: '/srv/drops/rudong', maxFileBytes: 20 * 1024 * 1024, settleMs: 5000, futureToleranceMs: 300_000, remember: 5000 })
+    expect(config).toEqual({ county: '如东县', dropDir: '/srv/drops/rudong', maxFileBytes: 20 * 1024 * 1024, settleMs: 5000, futureToleranceMs: 300_000, remember: 5000, rejectedRetentionDays: 7 })
     expect(validate({ county: 'x', dropDir: '/d', datasets: [{ kind: 'passages', columns: { plate: 'CPH', entryTime: ['RCSJ', '入场时间'] } }] })).toBe(true)
     for (const bad of [{ county: 'x' }, { county: 'x', dropDir: '/d', datasets: [{ kind: 'tickets' }] }, { county: 'x', dropDir: '/d', datasets: [{ kind: 'lots', columns: { colour: 'x' } }] }]) {
       expect(validate(bad), JSON.stringify(bad)).toBe(false)

@@ -5,9 +5,11 @@
 // Folder contract, under `dropDir`:
 //   *.csv, *.xlsx       waiting to be read; dotfiles (uploads in progress) are ignored,
 //                       and so are files modified less than `settleMs` ago (still being copied)
-//   processed/          files whose rows have landed (bad rows dead-lettered)
+//   processed/          one `<name>.receipt.json` per file whose rows have landed (bad rows
+//                       dead-lettered); the file itself is deleted, since it holds plates in clear
 //   rejected/           files that could not be read at all, duplicates and other types,
-//                       each with a `<name>.reason.txt` beside it
+//                       each with a `<name>.reason.txt` beside it, kept for an operator to
+//                       look at for `rejectedRetentionDays` (default 7), then deleted
 //
 // Cursor: `files` maps the SHA-256 (first 32 hex digits) of every file read to
 // when it was read, so a file with the same content is never landed twice,
@@ -20,7 +22,7 @@
 
 import { createHash } from 'node:crypto'
 import { constants } from 'node:fs'
-import { access, mkdir, readFile, readdir, rename, stat, writeFile } from 'node:fs/promises'
+import { access, mkdir, readFile, readdir, rename, stat, unlink, utimes, writeFile } from 'node:fs/promises'
 import { basename, extname, join } from 'node:path'
 import { CitysyncError } from '../../lib/errors.ts'
 import { type CheckResult, type Connector, type Ctx, type JsonSchema, type SourceMessage, checkpoint, itemError } from '../sdk/connector.ts'
@@ -46,6 +48,8 @@ export interface CountyFilesConfig {
   futureToleranceMs?: number
   /** How many file hashes the cursor keeps (default 5000). */
   remember?: number
+  /** Rejected files (and their reasons) are deleted after this many days (default 7). */
+  rejectedRetentionDays?: number
 }
 
 export type FileOutcome = 'processed' | 'rejected'
@@ -61,6 +65,7 @@ export const COUNTY_FILE_DEFAULTS = {
   settleMs: 5_000,
   futureToleranceMs: 300_000,
   remember: 5_000,
+  rejectedRetentionDays: 7,
 } as const
 
 export const PROCESSED_DIR = 'processed'
@@ -80,6 +85,7 @@ const configSchema: JsonSchema = {
     settleMs: { type: 'integer', minimum: 0, default: COUNTY_FILE_DEFAULTS.settleMs },
     futureToleranceMs: { type: 'integer', minimum: 0, default: COUNTY_FILE_DEFAULTS.futureToleranceMs },
     remember: { type: 'integer', minimum: 10, maximum: 100_000, default: COUNTY_FILE_DEFAULTS.remember },
+    rejectedRetentionDays: { type: 'integer', minimum: 1, maximum: 3650, default: COUNTY_FILE_DEFAULTS.rejectedRetentionDays },
   },
 }
 
@@ -121,14 +127,49 @@ export async function freeName(dir: string, name: string): Promise<string> {
   }
 }
 
-/** Moves dropDir/name into a subfolder (without overwriting), with a reason file for rejections. */
-async function moveOut(dropDir: string, name: string, outcome: FileOutcome, reason?: string): Promise<string> {
+/**
+ * Takes dropDir/name out of the way. A processed file's rows have landed and it
+ * holds plates in clear, so it is replaced by a receipt (name, size, SHA-256,
+ * when); a rejected one is moved to rejected/ (without overwriting) with its
+ * reason, for an operator to look at, until purgeRejected deletes it.
+ */
+async function moveOut(dropDir: string, name: string, outcome: FileOutcome, now: number, reason?: string): Promise<string> {
   const dir = join(dropDir, outcome === 'processed' ? PROCESSED_DIR : REJECTED_DIR)
   await mkdir(dir, { recursive: true })
+  const source = join(dropDir, name)
+  if (outcome === 'processed') {
+    const bytes = await readFile(source)
+    const target = await freeName(dir, `${name}.receipt.json`)
+    const receipt = { file: name, bytes: bytes.length, sha256: fileHash(bytes), landedAt: new Date(now).toISOString() }
+    await writeFile(join(dir, target), `${JSON.stringify(receipt, null, 2)}\n`)
+    await unlink(source)
+    return target
+  }
   const target = await freeName(dir, name)
-  await rename(join(dropDir, name), join(dir, target))
-  if (reason !== undefined) await writeFile(join(dir, `${target}.reason.txt`), `${reason}\n`)
+  await rename(source, join(dir, target))
+  // Retention counts from the rejection, not from when the county wrote the file.
+  const at = new Date(now)
+  await utimes(join(dir, target), at, at)
+  if (reason !== undefined) {
+    await writeFile(join(dir, `${target}.reason.txt`), `${reason}\n`)
+    await utimes(join(dir, `${target}.reason.txt`), at, at)
+  }
   return target
+}
+
+/** Deletes rejected files (and reasons) older than the retention; they may hold plates in clear. */
+async function purgeRejected(dropDir: string, retentionDays: number, now: number): Promise<number> {
+  const dir = join(dropDir, REJECTED_DIR)
+  const names = await readdir(dir).catch(() => [] as string[])
+  let purged = 0
+  for (const name of names) {
+    const path = join(dir, name)
+    const s = await stat(path).catch(() => undefined)
+    if (s === undefined || !s.isFile() || now - s.mtimeMs < retentionDays * 86_400_000) continue
+    await unlink(path).catch(() => undefined)
+    if (!name.endsWith('.reason.txt')) purged++
+  }
+  return purged
 }
 
 export interface FileLayout {
@@ -214,13 +255,15 @@ export const countyFilesConnector: Connector<CountyFilesConfig, CountyFilesCurso
     const maxBytes = config.maxFileBytes ?? COUNTY_FILE_DEFAULTS.maxFileBytes
     const remember = config.remember ?? COUNTY_FILE_DEFAULTS.remember
     await mkdir(dropDir, { recursive: true })
+    const purged = await purgeRejected(dropDir, config.rejectedRetentionDays ?? COUNTY_FILE_DEFAULTS.rejectedRetentionDays, ctx.clock.now())
+    if (purged > 0) ctx.log.info({ purged }, 'rejected county files past their retention deleted')
 
     // Files whose rows landed in an earlier run: out of the way now.
     if (cur.pending.length > 0) {
       for (const p of cur.pending) {
         const path = join(dropDir, p.name)
         const bytes = await readFile(path).catch(() => undefined)
-        if (bytes !== undefined && fileHash(bytes) === p.hash) await moveOut(dropDir, p.name, p.outcome, p.reason)
+        if (bytes !== undefined && fileHash(bytes) === p.hash) await moveOut(dropDir, p.name, p.outcome, ctx.clock.now(), p.reason)
       }
       cur.pending = []
       yield checkpoint({ files: { ...cur.files }, pending: [] })
@@ -230,7 +273,7 @@ export const countyFilesConnector: Connector<CountyFilesConfig, CountyFilesCurso
       if (ctx.signal.aborted) return
       const describe = { file: f.name, bytes: f.size }
       const refuse = async (code: string, reason: string, extra: Record<string, unknown> = {}): Promise<SourceMessage<CountyFilesCursor>> => {
-        const moved = await moveOut(dropDir, f.name, 'rejected', reason)
+        const moved = await moveOut(dropDir, f.name, 'rejected', ctx.clock.now(), reason)
         ctx.log.warn({ file: f.name, movedTo: `${REJECTED_DIR}/${moved}`, code }, reason)
         return itemError(null, code, `file ${f.name}: ${reason}`, { ...describe, ...extra })
       }
