@@ -18,4 +18,6 @@ export default tseslint.config(
     },
   },
   { files: ['**/*.js'], ...tseslint.configs.disableTypeChecked, languageOptions: { globals: globals.node, parserOptions: { projectService: false, project: null } } },
+  // The console's modules run in the browser.
+  { files: ['api/console/**/*.js'], languageOptions: { globals: globals.browser } },
 )

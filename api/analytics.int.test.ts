@@ -14,7 +14,7 @@ import { refreshParking } from './analytics/refresh.ts'
 import { CAP_MS, L, land, landAll, NOW, TZ } from './analytics/test-fixture.ts'
 import { buildApp } from './app.ts'
 import { type AnalyticsDeps } from './routes/analytics.ts'
-import { backends } from './test-stack.ts'
+import { backends, roleToken } from './test-stack.ts'
 
 // The analytics routes over real HTTP: parking figures of the hand-built car
 // parks (worked out in analytics/parking.int.test.ts) as JSON and CSV, district
@@ -22,7 +22,8 @@ import { backends } from './test-stack.ts'
 // the guarded analyst SQL endpoint.
 
 const H = 60
-const TOKEN = 'analyst-token-0123456789'
+// An analyst's API token (analytics:read, analytics:sql).
+let TOKEN: string
 
 let dir: string
 let warehouse: Warehouse
@@ -52,7 +53,7 @@ async function call(url: string, init: RequestInit = {}): Promise<Answer> {
   return { status: res.status, type: res.headers.get('content-type') ?? '', text, json }
 }
 
-const get = (path: string, headers: Record<string, string> = {}): Promise<Answer> => call(base + path, { headers })
+const get = (path: string, headers: Record<string, string> = {}): Promise<Answer> => call(base + path, { headers: { authorization: `Bearer ${TOKEN}`, ...headers } })
 const sql = (body: unknown, headers: Record<string, string> = { authorization: `Bearer ${TOKEN}` }, url = sqlBase): Promise<Answer> =>
   call(url + '/api/v1/analytics/sql', { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) })
 
@@ -134,10 +135,11 @@ beforeAll(async () => {
   const logger = pino({ level: 'silent' })
   const plain: AnalyticsDeps = { metadata, warehouse, logger, version: 'test', analytics: { refreshIntervalMs: 0 }, analyticsClock: clock }
   app = await buildApp(plain)
+  TOKEN = await roleToken(metadata, 'analyst')
   base = await app.listen({ port: 0, host: '127.0.0.1' })
   const withSql: AnalyticsDeps = {
     ...plain,
-    analytics: { refreshIntervalMs: 0, maxRows: 50, sql: { enabled: true, token: TOKEN, maxExecutionSeconds: 10, maxResultRows: 5, maxMemoryBytes: 1024 ** 3 } },
+    analytics: { refreshIntervalMs: 0, maxRows: 50, sql: { enabled: true, maxExecutionSeconds: 10, maxResultRows: 5, maxMemoryBytes: 1024 ** 3 } },
   }
   sqlApp = await buildApp(withSql)
   sqlBase = await sqlApp.listen({ port: 0, host: '127.0.0.1' })
@@ -229,7 +231,7 @@ describe('parking analytics over HTTP', () => {
       if (typeof message === 'string') expect(r.json.message, path).toBe(message)
       else expect(r.json.message, path).toMatch(message)
     }
-    const big = await call(sqlBase + '/api/v1/analytics/parking/occupancy?district=横琴&from=2026-11-02&to=2026-11-04&granularity=hour&by=lot')
+    const big = await call(sqlBase + '/api/v1/analytics/parking/occupancy?district=横琴&from=2026-11-02&to=2026-11-04&granularity=hour&by=lot', { headers: { authorization: `Bearer ${TOKEN}` } })
     expect(big.json).toEqual({ code: 'CITYSYNC_ERR_ANALYTICS_TOO_LARGE', message: 'the answer would have more than 50 rows; ask for a coarser granularity, a shorter period or fewer lots' })
   })
 
@@ -313,13 +315,16 @@ describe('bike share and ferries over HTTP', () => {
 })
 
 describe('analyst SQL', () => {
-  it('is off unless enabled, and needs the token', async () => {
-    expect((await sql({ sql: 'SELECT 1' }, {}, base)).json).toEqual({ code: 'CITYSYNC_ERR_ANALYTICS_SQL_DISABLED', message: 'analyst SQL is not enabled in this process (set CITYSYNC_ANALYST_SQL=on)' })
+  it('is off unless enabled, and needs a credential with analytics:sql', async () => {
+    expect((await sql({ sql: 'SELECT 1' }, undefined, base)).json).toEqual({ code: 'CITYSYNC_ERR_ANALYTICS_SQL_DISABLED', message: 'analyst SQL is not enabled in this process (set CITYSYNC_ANALYST_SQL=on)' })
     for (const headers of [{}, { authorization: 'Bearer wrong' }, { authorization: TOKEN }] as Record<string, string>[]) {
       const r = await sql({ sql: 'SELECT 1' }, headers)
       expect(r.status).toBe(401)
-      expect(r.json.code).toBe('CITYSYNC_ERR_ANALYTICS_SQL_UNAUTHORIZED')
+      expect(r.json.code).toBe('CITYSYNC_ERR_AUTH_REQUIRED')
     }
+    const operator = await sql({ sql: 'SELECT 1' }, { authorization: `Bearer ${await roleToken(metadata, 'operator')}` })
+    expect(operator.status).toBe(403)
+    expect(operator.json.code).toBe('CITYSYNC_ERR_AUTH_FORBIDDEN')
   })
 
   it('runs read-only queries over the analytics views, as JSON or CSV', async () => {

@@ -8,6 +8,7 @@ import { openMetadata, type Metadata } from '../lib/metadata/db.ts'
 import { openWarehouse } from '../pipelines/warehouse/open.ts'
 import { type Warehouse } from '../pipelines/warehouse/warehouse.ts'
 import { buildApp } from './app.ts'
+import { injectAsAdmin } from './test-stack.ts'
 
 let dir: string
 let metadata: Metadata
@@ -19,6 +20,7 @@ beforeAll(async () => {
   metadata = await openMetadata({ dataDir: dir })
   warehouse = await openWarehouse({ dataDir: dir })
   app = await buildApp({ metadata, warehouse, logger: pino({ level: 'silent' }), version: 'test' })
+  await injectAsAdmin(app, metadata)
   await metadata.sources.add({
     id: 'lots-a', kind: 'parking-lots', name: 'Lots A', operator: 'op', district: '横琴', timezone: 'Asia/Shanghai',
     schedule: { every: '1m' }, freshness: { maxDelay: '2h' }, config: { baseUrl: 'http://127.0.0.1:9/' },
@@ -47,6 +49,7 @@ describe('REST API', () => {
     expect(res.statusCode).toBe(200)
     expect(res.json()).toEqual({
       total: 1,
+      next: null,
       items: [
         {
           id: 'lots-a', kind: 'parking-lots', name: 'Lots A', operator: 'op', district: '横琴',
@@ -58,7 +61,7 @@ describe('REST API', () => {
         },
       ],
     })
-    expect((await app.inject('/api/v1/sources?district=other')).json()).toEqual({ total: 0, items: [] })
+    expect((await app.inject('/api/v1/sources?district=other')).json()).toEqual({ total: 0, next: null, items: [] })
   })
 
   it('deploys and pauses a source', async () => {

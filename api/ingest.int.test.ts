@@ -105,7 +105,7 @@ for (const backend of await backends()) {
 
     beforeAll(async () => {
       stack = await startStack(backend, warehouse, clock)
-      call = client(stack.url, seen)
+      call = client(stack.url, seen, stack.token)
       const added = await call('POST', '/api/v1/sources', { id, kind: 'parking-push', name: '横琴推送停车场', config: { secret: SECRET, lots: ['P001', 'P002'] } })
       expect(added.status).toBe(201)
       expect(added.json).toMatchObject({ config: { secret: '******', algorithm: 'hmac-sha256', replayWindowSeconds: 300 }, status: { state: 'provisioned' } })

@@ -67,7 +67,7 @@ for (const backend of await backends()) {
 
     beforeAll(async () => {
       stack = await startStack(backend, warehouse)
-      call = client(stack.url, seen)
+      call = client(stack.url, seen, stack.token)
     })
     afterAll(async () => {
       await stack?.close()
@@ -103,7 +103,7 @@ for (const backend of await backends()) {
         errors: [{ path: 'kind', message: 'unknown source kind ferry-gates' }],
       })
       const notJson = await call('POST', '/api/v1/sources', '{"id": "lots-')
-      expect([notJson.status, (notJson.json as { code: string }).code]).toEqual([400, 'CITYSYNC_ERR_API_FST_ERR_CTP_INVALID_JSON_BODY'])
+      expect([notJson.status, (notJson.json as { code: string }).code]).toEqual([400, 'CITYSYNC_ERR_API_BODY_INVALID'])
       expect((await call('PUT', `/api/v1/sources/${id}?version=latest`, definition())).json).toEqual({
         code: 'CITYSYNC_ERR_API_VALIDATION',
         message: 'querystring/version must be integer',
@@ -310,6 +310,7 @@ describe('OpenAPI description of the source and ingest routes', () => {
         'GET /api/v1/sources',
         'GET /api/v1/sources/{id}',
         'GET /api/v1/sources/{id}/cursor',
+        'GET /api/v1/sources/{id}/errors',
         'GET /api/v1/sources/{id}/status',
         'POST /api/v1/ingest/{sourceId}',
         'POST /api/v1/sources',

@@ -3,14 +3,16 @@
 // refresh of the derived tables, then the latency of the analysts' queries.
 //
 //   npx tsx bench/analytics.ts [--events 100000000] [--lots 10000] [--districts 16]
-//                              [--runs 30] [--data DIR] [--reuse] [--skip-refresh]
+//                              [--runs 30] [--data DIR] [--reuse] [--skip-refresh | --incremental]
 //
 // Data: one year (2025) of visits, each an entry and an exit of the same plate
 // key 10 min to 10 h apart, spread evenly over the lots; one exit in a hundred
 // carries another plate key (an unmatched exit, and an entry that is capped).
 // Lot capacities 10-100, districts by lot number. With --data DIR the data
 // stays; --reuse skips the generation when DIR holds it, --skip-refresh the
-// full refresh of the derived tables.
+// full refresh of the derived tables, --incremental runs an incremental
+// refresh instead (on data refreshed by an older release: what the first run
+// after an upgrade does, e.g. building the district sums).
 //
 // Queries (each run picks another district, month or lot; every query twice,
 // cold and warm), timed end to end through the warehouse seam, JSON parse
@@ -38,6 +40,7 @@ const { values: args } = parseArgs({
     data: { type: 'string' },
     reuse: { type: 'boolean', default: false },
     'skip-refresh': { type: 'boolean', default: false },
+    incremental: { type: 'boolean', default: false },
   },
 })
 const EVENTS = Number(args.events)
@@ -153,22 +156,23 @@ async function main(): Promise<void> {
     const cpu0 = process.cpuUsage()
     const steps: Record<string, number> = {}
     const r = await refreshParking(wh, {
-      now: END, timezone: TZ, sessionCapMs: CAP, full: true,
+      now: END, timezone: TZ, sessionCapMs: CAP, full: !args.incremental, watermarkMarginMs: 0,
       onStep: (step, chunk, took) => {
         steps[step] = (steps[step] ?? 0) + took
-        if (step === 'days') console.log(`  refresh chunk ${chunk}: ${s(performance.now() - t0)} so far`)
+        if (step === 'days' || step.startsWith('district')) console.log(`  refresh ${step === 'days' ? `chunk ${chunk}` : step}: ${s(performance.now() - t0)} so far`)
       },
     })
     const cpu = process.cpuUsage(cpu0)
-    console.log(`full refresh of ${r.lots} lots in ${r.chunks} chunks: ${s(performance.now() - t0)} (CPU ${s((cpu.user + cpu.system) / 1000)}); by step: ${Object.entries(steps).map(([k, v]) => `${k} ${s(v)}`).join(', ')}`)
+    console.log(`${r.full ? 'full' : 'incremental'} refresh of ${r.lots} lots in ${r.chunks} chunks: ${s(performance.now() - t0)} (CPU ${s((cpu.user + cpu.system) / 1000)}); by step: ${Object.entries(steps).map(([k, v]) => `${k} ${s(v)}`).join(', ')}`)
   }
   const counts = await wh.query<Record<string, number>>(`
     SELECT (SELECT count() FROM parking_passage) AS passages, (SELECT count() FROM parking_session FINAL) AS sessions,
       (SELECT count() FROM parking_lot_hour FINAL) AS lotHours, (SELECT count() FROM parking_lot_day FINAL) AS lotDays,
+      (SELECT count() FROM parking_district_hour FINAL) AS districtHours,
       (SELECT sum(bytes_on_disk) FROM system.parts WHERE active AND table = 'parking_passage') AS passageBytes,
-      (SELECT sum(bytes_on_disk) FROM system.parts WHERE active AND table IN ('parking_session', 'parking_lot_hour', 'parking_lot_day')) AS derivedBytes`)
+      (SELECT sum(bytes_on_disk) FROM system.parts WHERE active AND table IN ('parking_session', 'parking_lot_hour', 'parking_lot_day', 'parking_district_hour')) AS derivedBytes`)
   const c = counts[0]!
-  console.log(`rows: ${c.passages} passages, ${c.sessions} sessions, ${c.lotHours} lot-hours, ${c.lotDays} lot-days; on disk: passages ${mb(c.passageBytes!)}, derived ${mb(c.derivedBytes!)}`)
+  console.log(`rows: ${c.passages} passages, ${c.sessions} sessions, ${c.lotHours} lot-hours, ${c.lotDays} lot-days, ${c.districtHours} district-hours; on disk: passages ${mb(c.passageBytes!)}, derived ${mb(c.derivedBytes!)}`)
   const statuses = await wh.query<{ status: string; n: number }>(`SELECT status, count() AS n FROM parking_session FINAL GROUP BY status ORDER BY status`)
   console.log('sessions by status:', statuses.map((r) => `${r.status} ${r.n}`).join(', '))
   console.log(`load average ${loadavg().map((x) => x.toFixed(1)).join(' ')}`)
@@ -180,6 +184,9 @@ async function main(): Promise<void> {
   await timeIt('turnover, one district, one month, by day', (i) => districtMonth(i, 'day'), (q) => parkingTurnover(wh, q))
   await timeIt('occupancy, one district, one month, by hour', (i) => districtMonth(i, 'hour'), (q) => parkingOccupancy(wh, q))
   await timeIt('turnover, one district, one month, by hour', (i) => districtMonth(i, 'hour'), (q) => parkingTurnover(wh, q))
+  // The same two from the lots' hours instead of the district sums, for comparison.
+  await timeIt('occupancy, one district, one month, by hour, from lot hours', (i) => ({ ...districtMonth(i, 'hour'), plan: 'lots' }), (q) => parkingOccupancy(wh, q))
+  await timeIt('turnover, one district, one month, by hour, from lot hours', (i) => ({ ...districtMonth(i, 'hour'), plan: 'lots' }), (q) => parkingTurnover(wh, q))
   await timeIt('occupancy, one lot, one year, by month', (i) => lotYear(i, 'month'), (q) => parkingOccupancy(wh, q))
   await timeIt('turnover, one lot, one year, by month', (i) => lotYear(i, 'month'), (q) => parkingTurnover(wh, q))
   await timeIt('occupancy, one lot, one year, by day', (i) => lotYear(i, 'day'), (q) => parkingOccupancy(wh, q))

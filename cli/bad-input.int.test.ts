@@ -65,8 +65,22 @@ describe('bad input never stops a source', () => {
       expect(dead.every((d) => d.reason.length > 10 && d.raw.length > 0)).toBe(true)
       expect(dead.some((d) => /粤[A-Z]\d{5}/.test(d.raw))).toBe(false) // plates masked in raw payloads
 
-      const status = await e.app.inject('/api/v1/sources/bad-lots/status')
+      // A store without users: the embedded process's bootstrap token is the admin credential.
+      const status = await e.app.inject({ url: '/api/v1/sources/bad-lots/status', headers: { authorization: `Bearer ${e.bootstrapToken}` } })
       expect(status.json()).toMatchObject({ rowsRejected: dead.length, lastError: null })
+
+      // The operator sees the same rejections, newest first, page by page and by code.
+      const auth = { authorization: `Bearer ${e.bootstrapToken}` }
+      const page = (await e.app.inject({ url: '/api/v1/sources/bad-lots/errors?limit=20', headers: auth })).json<{ items: { code: string; reason: string; receivedAt: string }[]; total: number; next: number | null }>()
+      expect(page.total).toBe(dead.length)
+      expect(page.items).toHaveLength(20)
+      expect(page.next).toBe(20)
+      expect(page.items.map((i) => i.receivedAt)).toEqual([...page.items.map((i) => i.receivedAt)].sort().reverse())
+      const code = dead[0]!.code
+      const byCode = (await e.app.inject({ url: `/api/v1/sources/bad-lots/errors?limit=1000&code=${code}`, headers: auth })).json<{ items: { code: string }[]; total: number }>()
+      expect(byCode.total).toBe(dead.filter((d) => d.code === code).length)
+      expect(byCode.items.every((i) => i.code === code)).toBe(true)
+      expect((await e.app.inject({ url: '/api/v1/sources/no-such-source/errors', headers: auth })).statusCode).toBe(404)
     } finally {
       await e.close()
       await sim.stop()

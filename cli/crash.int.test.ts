@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { ParkingSimulator } from '../connectors/parking-lots/simulator.ts'
-import { freePort, getJson, until } from '../infra/test/processes.ts'
+import { ADMIN_HEADERS, freePort, getJson, TEST_BOOTSTRAP_ENV, until } from '../infra/test/processes.ts'
 import { ChdbWarehouse } from '../pipelines/warehouse/chdb-warehouse.ts'
 
 // The delivery promise of embedded mode, end to end through real processes:
@@ -22,7 +22,7 @@ afterAll(() => {
 
 function env(dataDir: string): NodeJS.ProcessEnv {
   const { DATABASE_URL: _db, CLICKHOUSE_URL: _ch, KAFKA_BROKERS: _k, ...rest } = process.env
-  return { ...rest, CITYSYNC_DATA_DIR: dataDir, LOG_LEVEL: 'warn', CITYSYNC_MASTER_KEY: 'crash-test-master-key' }
+  return { ...rest, CITYSYNC_DATA_DIR: dataDir, LOG_LEVEL: 'warn', CITYSYNC_MASTER_KEY: 'crash-test-master-key', ...TEST_BOOTSTRAP_ENV }
 }
 
 function cli(dataDir: string, args: string[]): string {
@@ -66,7 +66,7 @@ describe('crash safety of embedded mode', () => {
       const status = `http://127.0.0.1:${port}/api/v1/sources/crash-lots/status`
       const first = startCitysync(dataDir, port)
       const landedAtKill = await until('rows to start landing', async () => {
-        const s = await getJson<{ rowsLanded: number }>(status)
+        const s = await getJson<{ rowsLanded: number }>(status, ADMIN_HEADERS)
         return s && s.rowsLanded >= 300 ? s.rowsLanded : undefined
       })
       first.kill('SIGKILL')
@@ -78,6 +78,7 @@ describe('crash safety of embedded mode', () => {
       await until('the cursor to reach the end of every stream', async () => {
         const c = await getJson<{ cursor: { in: number; out: number; space: number } | null }>(
           `http://127.0.0.1:${port}/api/v1/sources/crash-lots/cursor`,
+          ADMIN_HEADERS,
         )
         return c?.cursor !== null && c?.cursor !== undefined && c.cursor.in === counts.in && c.cursor.out === counts.out && c.cursor.space === counts.space
       })

@@ -93,8 +93,8 @@ export async function startPipeline(
     log.warn('CLICKHOUSE_URL is not set: this pipeline lands into embedded chDB in the data directory, which only one process can use')
   }
   const warehouse = await openWarehouse({ clickhouseUrl: cfg.clickhouseUrl, dataDir: cfg.dataDir })
-  const sink = new WarehouseSink({ warehouse, catalogue: SchemaCatalogue.load(), clock: systemClock, log, deadLetterBus: bus })
   const metrics = new SinkMetrics()
+  const sink = new WarehouseSink({ warehouse, catalogue: SchemaCatalogue.load(), clock: systemClock, log, deadLetterBus: bus, observer: metrics })
   const stop = new AbortController()
   // The duplicate filter is warmed from the warehouse each time this member is given partitions:
   // what another pipeline landed before a partition moved is then known here too.
@@ -107,7 +107,7 @@ export async function startPipeline(
     maxWaitMs: opts.maxWaitMs ?? 250,
   })
   subscription.done.catch((err: unknown) => log.error({ err }, 'pipeline consumer stopped'))
-  const served = opts.metricsPort !== undefined ? await metrics.serve(opts.metricsPort, cfg.host, () => sink.stats) : undefined
+  const served = opts.metricsPort !== undefined ? await metrics.serve(opts.metricsPort, cfg.host) : undefined
   log.info({ brokers: cfg.kafkaBrokers, warehouse: warehouse.transport, metrics: served?.url }, 'pipeline ready')
   return {
     sink,

@@ -1,24 +1,33 @@
 import { readFileSync } from 'node:fs'
 import { type FastifyInstance } from 'fastify'
 import { pino, type Logger } from 'pino'
+import { Registry } from 'prom-client'
 import { buildApp } from '../api/app.ts'
 import { SourceManager } from '../connectors/sdk/manager.ts'
 import { systemClock, type Clock } from '../lib/clock.ts'
 import { type RuntimeConfig } from '../lib/config.ts'
-import { type DerivedKeys, deriveKeys, loadMasterKey, protectPlate } from '../lib/crypto.ts'
+import { type DerivedKeys, deriveKeys, loadMasterKey, previousMasterKeys, protectPlate } from '../lib/crypto.ts'
 import { createSecretCodec } from '../lib/source-config.ts'
 import { configSchemaFor } from '../connectors/registry.ts'
+import { embeddedBootstrapToken } from '../lib/auth/bootstrap.ts'
+import { AuthStore } from '../lib/auth/store.ts'
+import { BackupMetrics } from '../lib/backup/metrics.ts'
 import { errorMessage } from '../lib/errors.ts'
 import { openMetadata, type Metadata } from '../lib/metadata/db.ts'
+import { PLATE_SAFE_LOGGING } from '../lib/plate-redaction.ts'
 import { MemoryBus } from '../pipelines/bus/memory-bus.ts'
 import { WorkerEncoder } from '../pipelines/draft-encoder.ts'
 import { type PlateProtector } from '../pipelines/normalise.ts'
+import { SinkMetrics } from '../pipelines/sink-metrics.ts'
 import { WarehouseSink } from '../pipelines/warehouse-sink.ts'
 import { openWarehouse } from '../pipelines/warehouse/open.ts'
 import { type Warehouse } from '../pipelines/warehouse/warehouse.ts'
 import { SchemaCatalogue } from '../schemas/catalogue.ts'
 import { alertingFromEnv } from '../quality/alerting-config.ts'
+import { bikeAlertingFromEnv } from '../quality/bike-balance.ts'
+import { QualityMetrics } from '../quality/metrics.ts'
 import { QualityService } from '../quality/service.ts'
+import { BackupSchedule } from '../lib/backup/schedule.ts'
 import { startDemo, type Demo } from './demo.ts'
 
 /** From package.json, one level up from the sources or two from the compiled `dist/cli`. */
@@ -34,7 +43,7 @@ export const VERSION = ((): string => {
 })()
 
 export function createLogger(level: string): Logger {
-  return pino({ level, base: { service: 'citysync' }, redact: ['*.plate', '*.plateNo', 'config.appKey'] })
+  return pino({ level, base: { service: 'citysync' }, ...PLATE_SAFE_LOGGING })
 }
 
 export interface Stores {
@@ -52,7 +61,8 @@ export interface Stores {
  */
 export async function loadKeys(cfg: RuntimeConfig): Promise<DerivedKeys> {
   const shared = cfg.databaseUrl !== undefined || cfg.kafkaBrokers !== undefined || cfg.clickhouseUrl !== undefined
-  return deriveKeys(await loadMasterKey({ dataDir: cfg.dataDir, env: process.env, generate: !shared }))
+  // Earlier keys (CITYSYNC_MASTER_KEY_PREVIOUS) only open what was sealed before a rotation.
+  return deriveKeys(await loadMasterKey({ dataDir: cfg.dataDir, env: process.env, generate: !shared }), previousMasterKeys(process.env))
 }
 
 export function openMetadataStore(cfg: RuntimeConfig, keys: DerivedKeys): Promise<Metadata> {
@@ -79,6 +89,10 @@ export interface EmbeddedOptions {
   /** Sink batching (tests and benchmarks tune these). */
   maxBatchSize?: number
   maxWaitMs?: number
+  /** Backup target whose newest manifest /metrics reports; default $CITYSYNC_BACKUP_DIR or ./backups. */
+  backupDir?: string
+  /** Back up on this cron schedule from inside the process (`citysync start`: CITYSYNC_BACKUP_SCHEDULE). */
+  backupSchedule?: { schedule: string; keep?: number | undefined }
 }
 
 export interface Embedded {
@@ -91,6 +105,10 @@ export interface Embedded {
   demo: Demo | undefined
   /** Freshness, alerts and incidents (quality/service.ts). */
   quality: QualityService
+  /** The admin credential while no user exists (CITYSYNC_BOOTSTRAP_TOKEN, or made in <dataDir>/bootstrap-token). */
+  bootstrapToken: string | undefined
+  /** Online backups of this process's stores, when scheduled. */
+  backups: BackupSchedule | undefined
   close(): Promise<void>
 }
 
@@ -104,13 +122,19 @@ export async function startEmbedded(o: EmbeddedOptions): Promise<Embedded> {
   const { cfg, log } = o
   // Read before anything starts: a broken alerting file stops the start, not a running process.
   const alerting = alertingFromEnv()
+  const bikeBalance = bikeAlertingFromEnv()
   const stores = await openStores(cfg)
   const bus = new MemoryBus()
-  const sink = new WarehouseSink({ warehouse: stores.warehouse, catalogue: stores.catalogue, clock, log })
+  // One registry for GET /metrics: sink and bus lag, freshness and alerts, backups, the process.
+  const metrics = new Registry()
+  const sinkMetrics = new SinkMetrics({ registry: metrics })
+  const backupDir = o.backupDir ?? process.env.CITYSYNC_BACKUP_DIR ?? './backups'
+  new BackupMetrics({ registry: metrics, dir: backupDir })
+  const sink = new WarehouseSink({ warehouse: stores.warehouse, catalogue: stores.catalogue, clock, log, observer: sinkMetrics })
   const warmed = await sink.dedupe.warm(stores.warehouse, 6 * 3600_000, clock.now())
   log.info({ eventIds: warmed }, 'dedupe cache warmed from the warehouse')
   const sinkStop = new AbortController()
-  const subscription = sink.subscribe(bus, sinkStop.signal, { maxBatchSize: o.maxBatchSize, maxWaitMs: o.maxWaitMs })
+  const subscription = sink.subscribe(bus, sinkStop.signal, { maxBatchSize: o.maxBatchSize, maxWaitMs: o.maxWaitMs, onCommitted: sinkMetrics.onCommitted })
 
   const demo = o.demo ? await startDemo(stores.metadata, log, cfg.dataDir, clock.now()) : undefined
   // Protecting and encoding runs on its own thread, so reading upstream and
@@ -119,9 +143,19 @@ export async function startEmbedded(o: EmbeddedOptions): Promise<Embedded> {
   const manager = new SourceManager({ metadata: stores.metadata, bus, catalogue: stores.catalogue, clock, log, protectPlate: stores.protect, encoder })
   await manager.start()
 
-  const quality = new QualityService({ metadata: stores.metadata, warehouse: stores.warehouse, clock, log: log.child({ role: 'quality' }), alerting })
+  const quality = new QualityService({
+    metadata: stores.metadata, warehouse: stores.warehouse, clock, log: log.child({ role: 'quality' }), alerting,
+    metrics: new QualityMetrics({ registry: metrics, processMetrics: true }),
+    ...(bikeBalance ? { bikeBalance } : {}),
+  })
   quality.start()
 
+  const bootstrapToken = await embeddedBootstrapToken({
+    dataDir: cfg.dataDir,
+    env: process.env,
+    store: new AuthStore({ knex: stores.metadata.knex, dialect: stores.metadata.dialect }),
+    log,
+  })
   const app = await buildApp({
     metadata: stores.metadata,
     warehouse: stores.warehouse,
@@ -129,15 +163,34 @@ export async function startEmbedded(o: EmbeddedOptions): Promise<Embedded> {
     logger: log,
     version: VERSION,
     quality,
+    metrics,
     ingest: { bus, catalogue: stores.catalogue, protectPlate: stores.protect, clock },
+    plates: { keys: stores.keys },
+    auth: { encKey: stores.keys.encKey, bootstrapToken, clock },
   })
   const url = await app.listen({ port: cfg.port, host: cfg.host })
   log.info({ url, dataDir: cfg.dataDir, warehouse: stores.warehouse.transport, metadata: stores.metadata.dialect }, 'citysync started')
+  const backups =
+    o.backupSchedule === undefined
+      ? undefined
+      : new BackupSchedule({
+          stores: { dataDir: cfg.dataDir, clickhouseUrl: cfg.clickhouseUrl, databaseUrl: cfg.databaseUrl },
+          to: backupDir,
+          keep: o.backupSchedule.keep,
+          schedule: o.backupSchedule.schedule,
+          keys: stores.keys,
+          version: VERSION,
+          engine: stores.warehouse,
+          clock,
+          log: log.child({ role: 'backup' }),
+        })
+  backups?.start()
 
   let closing: Promise<void> | undefined
   const close = (): Promise<void> =>
     (closing ??= (async () => {
       await app.close().catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'api close'))
+      await backups?.stop()
       await quality.stop()
       await manager.stopAll()
       await encoder.close()
@@ -149,5 +202,5 @@ export async function startEmbedded(o: EmbeddedOptions): Promise<Embedded> {
       await stores.metadata.close()
       log.info('citysync stopped')
     })())
-  return { app, url, stores, manager, sink, bus, demo, quality, close }
+  return { app, url, stores, manager, sink, bus, demo, quality, bootstrapToken, backups, close }
 }

@@ -5,6 +5,7 @@ import { runQuality } from './quality.ts'
 import { registerBackupCommands } from './backup.ts'
 import { registerReportCommands } from './report.ts'
 import { registerSourceCommands } from './sources.ts'
+import { registerUserCommands } from './users.ts'
 import { runApi, runConnect, runMigrate, runPipeline, runStart } from './roles.ts'
 
 const program = new Command()
@@ -24,6 +25,7 @@ Environment:
   DATABASE_URL        use PostgreSQL (postgres://...) instead of SQLite for metadata
   KAFKA_BROKERS       use Apache Kafka instead of the in-process bus
   CITYSYNC_MASTER_KEY key protecting plate numbers and secrets (generated in the data directory if unset)
+  CITYSYNC_BOOTSTRAP_TOKEN  admin credential (24+ characters) until an admin user exists (docs/security.md)
   LOG_LEVEL           pino level (default info)
 
 Example:
@@ -37,7 +39,11 @@ program
   .option('--no-demo', 'do not start the demo car-park simulators and their sources')
   .addOption(new Option('--port <port>', 'HTTP port').argParser(Number).default(undefined, '3000 or $PORT'))
   .option('--host <host>', 'HTTP bind address (default 127.0.0.1 or $HOST)')
-  .addHelpText('after', '\nExample:\n  $ citysync start --port 3000\n  $ citysync start --no-demo')
+  .addHelpText(
+    'after',
+    '\nBacks itself up online into $CITYSYNC_BACKUP_DIR (./backups) on $CITYSYNC_BACKUP_SCHEDULE (cron, default "30 2 * * *"; off to turn off).\n' +
+      '\nExample:\n  $ citysync start --port 3000\n  $ citysync start --no-demo\n  $ CITYSYNC_BACKUP_DIR=/mnt/backups CITYSYNC_BACKUP_SCHEDULE="0 */6 * * *" citysync start',
+  )
   .action(async (opts: { demo: boolean; port?: number; host?: string }) => {
     await runStart(opts)
   })
@@ -70,7 +76,7 @@ program
 program
   .command('pipeline')
   .description('run the stream job that lands Kafka events in ClickHouse (distributed mode); start several to share the partitions')
-  .addOption(new Option('--metrics-port <port>', 'serve Prometheus metrics (rows by outcome, batch time, consumer lag) at http://HOST:PORT/metrics').argParser(Number))
+  .addOption(new Option('--metrics-port <port>', 'serve Prometheus metrics (rows landed and dead letters per source, batch sizes, insert latency, consumer lag) at http://HOST:PORT/metrics').argParser(Number))
   .addHelpText('after', '\nNeeds KAFKA_BROKERS and CLICKHOUSE_URL.\n\nExample:\n  $ KAFKA_BROKERS=kafka1:9092 CLICKHOUSE_URL=http://ch1:8123 citysync pipeline --metrics-port 9465')
   .action(async (opts: { metricsPort?: number }) => {
     await runPipeline(opts)
@@ -94,6 +100,7 @@ program
 registerSourceCommands(program)
 registerReportCommands(program)
 registerBackupCommands(program)
+registerUserCommands(program)
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   const log = createLogger('error')

@@ -11,6 +11,8 @@ import { parseDuration } from '../lib/duration.ts'
 import { errorMessage } from '../lib/errors.ts'
 import { openWarehouse } from '../pipelines/warehouse/open.ts'
 import { alertingFromEnv } from '../quality/alerting-config.ts'
+import { BackupMetrics } from '../lib/backup/metrics.ts'
+import { bikeAlertingFromEnv } from '../quality/bike-balance.ts'
 import { QualityMetrics } from '../quality/metrics.ts'
 import { QualityService } from '../quality/service.ts'
 import { createLogger, loadKeys, openMetadataStore } from './embedded.ts'
@@ -34,18 +36,23 @@ export interface QualityRole {
 
 export async function startQualityRole(cfg: RuntimeConfig, log: Logger, o: QualityCliOptions = {}): Promise<QualityRole> {
   const alerting = alertingFromEnv(process.env, o.alerting)
+  const bikeBalance = bikeAlertingFromEnv()
   if (!cfg.clickhouseUrl) log.warn('CLICKHOUSE_URL is not set: reading embedded chDB in the data directory, which only one process can use')
   const metadata = await openMetadataStore(cfg, await loadKeys(cfg))
   let server: Server | undefined
   try {
     const warehouse = await openWarehouse({ clickhouseUrl: cfg.clickhouseUrl, dataDir: cfg.dataDir })
+    const metrics = new QualityMetrics({ processMetrics: true })
+    // The backup target's newest manifest (CITYSYNC_BACKUP_DIR, as `citysync backup` uses).
+    new BackupMetrics({ registry: metrics.registry, dir: process.env.CITYSYNC_BACKUP_DIR ?? './backups' })
     const service = new QualityService({
       metadata,
       warehouse,
       clock: systemClock,
       log,
       alerting,
-      metrics: new QualityMetrics({ processMetrics: true }),
+      metrics,
+      ...(bikeBalance ? { bikeBalance } : {}),
       ...(o.interval !== undefined ? { intervalMs: parseDuration(o.interval) } : {}),
     })
     let metricsUrl: string | undefined

@@ -1,3 +1,5 @@
+import { collectDefaultMetrics, Registry } from 'prom-client'
+import { DEFAULT_BACKUP_SCHEDULE } from '../lib/backup/schedule.ts'
 import { buildApp } from '../api/app.ts'
 import { loadConfig } from '../lib/config.ts'
 import { migrateWarehouse } from '../pipelines/warehouse/migrate.ts'
@@ -35,8 +37,18 @@ export async function runStart(opts: { demo: boolean; port?: number; host?: stri
     throw new Error('KAFKA_BROKERS is set: run the distributed roles (connect, pipeline, api) instead of start')
   }
   const log = createLogger(cfg.logLevel)
-  const e = await startEmbedded({ cfg, demo: opts.demo, log })
+  // Embedded: the process that holds chDB backs it up itself, daily unless CITYSYNC_BACKUP_SCHEDULE=off.
+  const schedule = process.env.CITYSYNC_BACKUP_SCHEDULE?.trim() || DEFAULT_BACKUP_SCHEDULE
+  const keep = process.env.CITYSYNC_BACKUP_KEEP?.trim()
+  const backupSchedule = schedule === 'off' ? undefined : { schedule, keep: keep ? Number(keep) : undefined }
+  const e = await startEmbedded({ cfg, demo: opts.demo, log, ...(backupSchedule ? { backupSchedule } : {}) })
   onSignals(() => e.close())
+}
+
+function processRegistry(): Registry {
+  const registry = new Registry()
+  collectDefaultMetrics({ register: registry, prefix: 'citysync_' })
+  return registry
 }
 
 export async function runApi(opts: { port?: number; host?: string }): Promise<void> {
@@ -55,7 +67,11 @@ export async function runApi(opts: { port?: number; host?: string }): Promise<vo
     warehouse,
     logger: log,
     version: VERSION,
-    ...(bus ? { ingest: { bus, catalogue, protectPlate: (plate: string | null | undefined) => protectPlate(plate, keys), clock: systemClock } } : {}),
+    plates: { keys },
+    auth: { encKey: keys.encKey },
+    ...(bus ? { ingest: { bus, catalogue, protectPlate: (plate: string | null | undefined) => protectPlate(plate, keys), clock: systemClock }, kafka: bus } : {}),
+    // The process metrics; ingest, freshness and backups are served by the pipeline and quality roles.
+    metrics: processRegistry(),
   })
   await app.listen({ port: cfg.port, host: cfg.host })
   onSignals(async () => {

@@ -159,7 +159,25 @@ export function sm4Encrypt(key: Buffer, plaintext: string): string {
   return out.toString('hex')
 }
 
+// After a key rotation, values sealed under an earlier key are still read: an
+// encryption key may have predecessors (deriveKeys' `previous`), tried in order
+// when a value does not authenticate under the key itself. The tag makes a
+// wrong key fail cleanly, so trying one costs a MAC, and nothing is ever
+// sealed under a predecessor.
+const predecessors = new WeakMap<Buffer, readonly Buffer[]>()
+
 export function sm4Decrypt(key: Buffer, sealedHex: string): string {
+  const opened = openSealed(key, sealedHex)
+  if (opened !== undefined) return opened
+  for (const earlier of predecessors.get(key) ?? []) {
+    const old = openSealed(earlier, sealedHex)
+    if (old !== undefined) return old
+  }
+  throw new CitysyncError('CITYSYNC_ERR_CRYPTO_DECRYPT', ['authentication failed (wrong key or tampered value)'])
+}
+
+/** The clear text, or undefined when the value does not authenticate under `key`; throws on a malformed value. */
+function openSealed(key: Buffer, sealedHex: string): string | undefined {
   const { cipherKey, tag } = preparedEnc(key)
   if (sealedHex.length % 2 !== 0 || !/^[0-9a-fA-F]*$/.test(sealedHex)) {
     throw new CitysyncError('CITYSYNC_ERR_CRYPTO_DECRYPT', ['not hex'])
@@ -173,9 +191,7 @@ export function sm4Decrypt(key: Buffer, sealedHex: string): string {
   }
   const macEnd = buf.length - TAG
   const expected = Buffer.from(tag.hex(buf.subarray(0, macEnd)).slice(0, TAG * 2), 'hex')
-  if (!timingSafeEqual(expected, buf.subarray(macEnd))) {
-    throw new CitysyncError('CITYSYNC_ERR_CRYPTO_DECRYPT', ['authentication failed (wrong key or tampered value)'])
-  }
+  if (!timingSafeEqual(expected, buf.subarray(macEnd))) return undefined
   const decipher = createDecipheriv('sm4-cbc', cipherKey, buf.subarray(1, 1 + BLOCK))
   return Buffer.concat([decipher.update(buf.subarray(1 + BLOCK, macEnd)), decipher.final()]).toString('utf8')
 }
@@ -202,15 +218,35 @@ export function masterKeyBytes(text: string): Buffer {
   return scryptSync(trimmed, PASSPHRASE_SALT, 32, { N: 1 << 14, r: 8, p: 1 })
 }
 
-export function deriveKeys(master: string | Buffer): DerivedKeys {
+/**
+ * The keys of a master key. `previous` are earlier master keys (newest
+ * first): values sealed under them still open with the returned encKey (see
+ * sm4Decrypt). Join keys (macKey) have no predecessors: plates keyed before a
+ * rotation do not join with plates keyed after it.
+ */
+export function deriveKeys(master: string | Buffer, previous: readonly (string | Buffer)[] = []): DerivedKeys {
   const ikm = typeof master === 'string' ? masterKeyBytes(master) : master
   if (ikm.length < MIN_KEY_BYTES) {
     throw new CitysyncError('CITYSYNC_ERR_CONFIG_INVALID', [`master key must be at least ${MIN_KEY_BYTES} bytes`])
   }
-  return {
+  const keys = {
     macKey: Buffer.from(hkdfSync('sm3', ikm, HKDF_SALT, 'citysync/v1/mac', 32)),
     encKey: Buffer.from(hkdfSync('sm3', ikm, HKDF_SALT, 'citysync/v1/enc', 32)),
   }
+  if (previous.length > 0) predecessors.set(keys.encKey, previous.map((p) => deriveKeys(p).encKey))
+  return keys
+}
+
+/**
+ * CITYSYNC_MASTER_KEY_PREVIOUS: the master keys used before the current one,
+ * newest first, comma-separated (hex, or passphrases without commas).
+ */
+export function previousMasterKeys(env: Record<string, string | undefined>): Buffer[] {
+  return (env.CITYSYNC_MASTER_KEY_PREVIOUS ?? '')
+    .split(',')
+    .map((k) => k.trim())
+    .filter((k) => k !== '')
+    .map(masterKeyBytes)
 }
 
 export interface LoadMasterKeyOptions {

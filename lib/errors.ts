@@ -42,10 +42,19 @@ const ERRORS = {
 
   CITYSYNC_ERR_API_VALIDATION: { status: 400, message: '%s' },
   CITYSYNC_ERR_API_NOT_FOUND: { status: 404, message: 'route %s not found' },
+  CITYSYNC_ERR_API_BODY_INVALID: { status: 400, message: 'request body unusable: %s' },
+  CITYSYNC_ERR_API_BODY_TOO_LARGE: { status: 413, message: 'request body is larger than the %s bytes this route accepts' },
+  CITYSYNC_ERR_API_MEDIA_TYPE: { status: 415, message: 'unsupported content type %s; send application/json' },
+  CITYSYNC_ERR_API_RATE_LIMITED: { status: 429, message: 'too many requests: the limit is %s; retry in %s' },
+  CITYSYNC_ERR_API_CORS_ORIGIN: { status: 403, message: 'cross-origin requests from %s are not allowed' },
 
   CITYSYNC_ERR_SOURCE_VERSION_CONFLICT: { status: 409, message: 'source %s was changed meanwhile: expected version %s, found %s' },
 
   CITYSYNC_ERR_CRYPTO_DECRYPT: { status: 500, message: 'cannot decrypt: %s' },
+
+  // Personal data: revealing a protected plate (POST /api/v1/plates/reveal).
+  CITYSYNC_ERR_PLATE_NOT_FOUND: { status: 404, message: 'no parking passage %s with a plate' },
+  CITYSYNC_ERR_PLATE_UNAVAILABLE: { status: 503, message: 'plates cannot be revealed by this process: %s' },
 
   CITYSYNC_ERR_METADATA_UNAVAILABLE: { status: 503, message: 'metadata store unavailable: %s' },
 
@@ -77,7 +86,6 @@ const ERRORS = {
   CITYSYNC_ERR_ANALYTICS_QUERY: { status: 400, message: 'analytics query refused: %s' },
   CITYSYNC_ERR_ANALYTICS_TOO_LARGE: { status: 400, message: 'the answer would have %s; ask for %s' },
   CITYSYNC_ERR_ANALYTICS_SQL_DISABLED: { status: 404, message: 'analyst SQL is not enabled in this process (set %s)' },
-  CITYSYNC_ERR_ANALYTICS_SQL_UNAUTHORIZED: { status: 401, message: 'analyst SQL needs a valid bearer token' },
   CITYSYNC_ERR_ANALYTICS_SQL_REFUSED: { status: 400, message: 'analyst SQL refused: %s' },
   CITYSYNC_ERR_ANALYTICS_SQL_FAILED: { status: 400, message: 'analyst SQL failed: %s' },
   CITYSYNC_ERR_ANALYTICS_SQL_LIMIT: { status: 422, message: 'analyst SQL stopped at a limit: %s' },
@@ -92,6 +100,24 @@ const ERRORS = {
   CITYSYNC_ERR_RESTORE_KEY_MISMATCH: { status: 409, message: 'backup %s was made with master key %s, but the key given is %s: plates and secrets in it could not be read' },
   CITYSYNC_ERR_RESTORE_INCOMPATIBLE: { status: 409, message: 'backup %s cannot be restored by this version: %s' },
   CITYSYNC_ERR_RESTORE_VERIFY: { status: 500, message: 'restored %s does not match the manifest: %s' },
+
+  // Users and access (api/auth.ts, lib/auth/). 401s never say whether the username or the password was wrong.
+  CITYSYNC_ERR_AUTH_REQUIRED: { status: 401, message: 'authentication required: %s' },
+  CITYSYNC_ERR_AUTH_FORBIDDEN: { status: 403, message: '%s (role %s) lacks permission %s' },
+  CITYSYNC_ERR_AUTH_INVALID: { status: 401, message: 'wrong username, password or one-time code' },
+  CITYSYNC_ERR_AUTH_TOTP_REQUIRED: { status: 401, message: 'the one-time code from the authenticator app is required' },
+  CITYSYNC_ERR_AUTH_LOCKED: { status: 423, message: 'account %s is locked until %s' },
+  CITYSYNC_ERR_AUTH_PASSWORD_POLICY: { status: 400, message: 'password refused: %s' },
+  CITYSYNC_ERR_AUTH_TOTP: { status: 400, message: 'one-time code setup: %s' },
+  CITYSYNC_ERR_AUTH_NOT_USER: { status: 409, message: 'only a signed-in user can %s; this request is authenticated as %s' },
+  CITYSYNC_ERR_AUTH_ROUTE_UNDECLARED: { status: 500, message: 'route %s has no entry in api/route-permissions.ts' },
+  CITYSYNC_ERR_USER_NOT_FOUND: { status: 404, message: 'user %s not found' },
+  CITYSYNC_ERR_USER_EXISTS: { status: 409, message: 'user %s already exists' },
+  CITYSYNC_ERR_USER_INVALID: { status: 400, message: 'user %s: %s' },
+  CITYSYNC_ERR_USER_LAST_ADMIN: { status: 409, message: 'cannot %s %s: it is the last enabled admin' },
+  CITYSYNC_ERR_TOKEN_NOT_FOUND: { status: 404, message: 'API token %s not found' },
+  CITYSYNC_ERR_TOKEN_INVALID: { status: 400, message: 'API token refused: %s' },
+  CITYSYNC_ERR_AUDIT_WRITE: { status: 503, message: 'audit log could not be written: %s' },
 } as const
 
 export type ErrorCode = keyof typeof ERRORS

@@ -60,3 +60,11 @@ describe('redactRaw', () => {
     expect(out).not.toContain('12345')
   })
 })
+
+describe('redactRaw on text that is not JSON', () => {
+  it('masks plate fields by name, also plates without a province prefix and one cut off at the end', () => {
+    const out = redactRaw('{"a":1,"plateNo":"D54321","carNo":"WJ12345","note":"粤C12345 seen", "plateNo":"沪AD12', protect)
+    expect(out).not.toMatch(/D54321|WJ12345|C12345|AD12"/)
+    expect(out).toContain('"a":1')
+  })
+})

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto'
+import { PLATE_FIELD, scrubPlates } from '../lib/plate-redaction.ts'
 import { type AnyEvent, type Draft, EVENT_ROUTES, type EventName, type ParkingPassage } from '../schemas/events.ts'
 
 /** What plate protection needs: the pipeline passes lib/crypto's protectPlate bound to its keys. */
@@ -83,28 +84,43 @@ export function hashContent(text: string): string {
   return (a >>> 0).toString(36) + '.' + (b >>> 0).toString(36)
 }
 
-const PLATE_FIELD = /plate|车牌|carno|car_no|vehicleno|licen[cs]e/i
-
 /**
  * Raw payloads go to the dead-letter store as received, except plate numbers:
- * any field whose name says plate is masked before it is written.
+ * any field whose name says plate is masked, and every other string (or the
+ * whole text, when it is not JSON) has plate-shaped runs masked, before it is written.
  */
 export function redactRaw(raw: string, protect: PlateProtector): string {
   let parsed: unknown
   try {
     parsed = JSON.parse(raw)
   } catch {
-    return raw.replace(/([\u4e00-\u9fa5][A-Z])[·\s-]?([A-Z0-9]{3,5})([A-Z0-9]{2})(?![A-Z0-9])/g, '$1·***$3')
+    // Cut off or malformed: plate fields found by their names, then anything plate-shaped.
+    return scrubPlates(raw.replace(FIELD_IN_TEXT, (all, key: string, value: string, close: string) => (PLATE_FIELD.test(key) ? `"${key}":"${maskText(value, protect)}${close}` : all)))
   }
   return JSON.stringify(walk(parsed, protect))
 }
 
+const FIELD_IN_TEXT = /"([^"\\]{1,64})"\s*:\s*"((?:[^"\\]|\\.)*)("|$)/g
+
+function maskText(value: string, protect: PlateProtector): string {
+  let plain = value
+  try {
+    plain = JSON.parse(`"${value}"`) as string
+  } catch {
+    // keep the escaped form
+  }
+  return JSON.stringify(protect(plain).plateMasked ?? '').slice(1, -1)
+}
+
 function walk(value: unknown, protect: PlateProtector): unknown {
+  if (typeof value === 'string') return scrubPlates(value)
   if (Array.isArray(value)) return value.map((v) => walk(v, protect))
   if (value === null || typeof value !== 'object') return value
   const out: Record<string, unknown> = {}
   for (const [k, v] of Object.entries(value)) {
-    out[k] = PLATE_FIELD.test(k) && typeof v === 'string' ? protect(v).plateMasked : walk(v, protect)
+    const key = scrubPlates(k)
+    if (PLATE_FIELD.test(k) && (typeof v === 'string' || typeof v === 'number')) out[key] = protect(String(v)).plateMasked
+    else out[key] = walk(v, protect)
   }
   return out
 }

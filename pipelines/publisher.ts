@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import { type Clock } from '../lib/clock.ts'
 import { errorMessage } from '../lib/errors.ts'
+import { scrubPlates } from '../lib/plate-redaction.ts'
 import { type SchemaCatalogue } from '../schemas/catalogue.ts'
 import { type Draft, EVENT_ROUTES, type EventName, type IngestError, type SourceHeartbeat } from '../schemas/events.ts'
 import { type Bus, type OutgoingMessage } from './bus/bus.ts'
@@ -81,7 +82,7 @@ export class Publisher {
     this.push(EVENT_ROUTES[event].topic, value, contentHash)
   }
 
-  /** An upstream item that could not become a record. `raw` is redacted of plates before it leaves. */
+  /** An upstream item that could not become a record. `reason` and `raw` are redacted of plates before they leave. */
   reject(stage: string, code: string, reason: string, family: EventName | null, raw: string): void {
     const { value, eventId } = this.rejection(stage, code, reason, family, raw)
     this.push(EVENT_ROUTES.IngestError.topic, value, eventId)
@@ -97,7 +98,8 @@ export class Publisher {
       receivedAt,
       stage,
       code,
-      reason,
+      // Reasons quote upstream text at times (a parser's error shows the bytes it choked on).
+      reason: scrubPlates(reason),
       family,
       raw: redacted,
     }
@@ -108,7 +110,7 @@ export class Publisher {
 
   heartbeat(hb: Omit<SourceHeartbeat, 'sourceId' | 'eventId' | 'receivedAt'>): void {
     const receivedAt = this.o.clock.now()
-    const event = { sourceId: this.o.sourceId, eventId: '', receivedAt, ...hb }
+    const event = { sourceId: this.o.sourceId, eventId: '', receivedAt, ...hb, message: hb.message === null ? null : scrubPlates(hb.message) }
     event.eventId = deriveEventId(this.o.sourceId, 'SourceHeartbeat', event)
     this.push(EVENT_ROUTES.SourceHeartbeat.topic, this.o.catalogue.encode('SourceHeartbeat', event), event.eventId)
   }

@@ -1,6 +1,7 @@
 import { type Logger } from 'pino'
 import { type Clock } from '../lib/clock.ts'
 import { errorMessage } from '../lib/errors.ts'
+import { scrubPlates } from '../lib/plate-redaction.ts'
 import { type SchemaCatalogue } from '../schemas/catalogue.ts'
 import { type AnyEvent, EVENT_ROUTES, type EventName, type IngestError, type ParkingPassage } from '../schemas/events.ts'
 import { type BatchJournal, type Bus, type IncomingBatch, type IncomingMessage, type OutgoingMessage, type SubscribeOptions, type Subscription } from './bus/bus.ts'
@@ -23,6 +24,26 @@ export interface SinkOptions {
    * reason in their headers: the family's dead-letter topic (Kafka mode).
    */
   deadLetterBus?: Bus
+  /** Told about every batch once it is in (metrics). */
+  observer?: SinkObserver
+}
+
+/** What one landed batch held, for metrics: every message is landed, a duplicate or a dead letter. */
+export interface BatchReport {
+  topic: string
+  messages: number
+  /** Rows landed, by source and table. */
+  landed: ReadonlyMap<string, ReadonlyMap<string, number>>
+  duplicates: number
+  deadLetters: readonly Pick<IngestError, 'sourceId' | 'stage' | 'code'>[]
+  /** Each insert of the batch (event tables, dead letters, ingest log) and how long it took. */
+  inserts: readonly { table: string; rows: number; ms: number }[]
+  /** The whole batch, from decoding to the last insert. */
+  ms: number
+}
+
+export interface SinkObserver {
+  batch(report: BatchReport): void
 }
 
 /** How far back the duplicate filter looks when it is warmed from the warehouse. */
@@ -202,20 +223,21 @@ export class WarehouseSink {
 
     const token = `${batch.scope ? batch.scope + '-' : ''}${batch.topic}-${batch.partition}-${batch.firstOffset}-${batch.lastOffset}`
     const wh = this.o.warehouse
-    for (const [table, tl] of lines) {
-      await wh.insertJsonEachRow(table, Buffer.from(tl.join('\n') + '\n'), { dedupToken: `${token}-${table}` })
+    const inserts: { table: string; rows: number; ms: number }[] = []
+    const insert = async (table: string, rows: readonly string[]): Promise<void> => {
+      const t0 = performance.now()
+      await wh.insertJsonEachRow(table, Buffer.from(rows.join('\n') + '\n'), { dedupToken: `${token}-${table}` })
+      inserts.push({ table, rows: rows.length, ms: performance.now() - t0 })
     }
-    if (dead.length > 0) {
-      const body = dead.map((d) => JSON.stringify(d)).join('\n') + '\n'
-      await wh.insertJsonEachRow('dead_letter', Buffer.from(body), { dedupToken: `${token}-dead_letter` })
-    }
+    for (const [table, tl] of lines) await insert(table, tl)
+    if (dead.length > 0) await insert('dead_letter', dead.map((d) => JSON.stringify(d)))
     if (ingest.size > 0) {
       const rows: string[] = []
       for (const [k, a] of ingest) {
         const [sourceId, tableName] = k.split('\x1f')
         rows.push(JSON.stringify({ batchId: token, sourceId, tableName, arrivedAt: now, ...a }))
       }
-      await wh.insertJsonEachRow('ingest_log', Buffer.from(rows.join('\n') + '\n'), { dedupToken: `${token}-ingest_log` })
+      await insert('ingest_log', rows)
     }
 
     if (rejected.length > 0 && this.o.deadLetterBus) {
@@ -240,6 +262,21 @@ export class WarehouseSink {
     this.stats.duplicates += duplicates
     this.stats.deadLettered += dead.length
     this.stats.lastInsertMs = performance.now() - started
+    if (this.o.observer !== undefined) {
+      const landed = new Map<string, Map<string, number>>()
+      for (const [k, a] of ingest) {
+        const [sourceId, table] = k.split('\x1f') as [string, string]
+        let bySource = landed.get(sourceId)
+        if (bySource === undefined) landed.set(sourceId, (bySource = new Map<string, number>()))
+        bySource.set(table, a.rows)
+      }
+      try {
+        this.o.observer.batch({ topic: batch.topic, messages: batch.messages.length, landed, duplicates, deadLetters: dead, inserts, ms: this.stats.lastInsertMs })
+      } catch (err) {
+        // The batch is in: a metrics fault must not make it retry.
+        this.o.log.warn({ err: errorMessage(err) }, 'sink observer failed')
+      }
+    }
   }
 }
 
@@ -252,7 +289,7 @@ function deadLetter(
   family: EventName | null,
   raw: string,
 ): IngestError {
-  const d: IngestError = { sourceId, eventId: '', occurredAt: now, receivedAt: now, stage, code, reason, family, raw }
+  const d: IngestError = { sourceId, eventId: '', occurredAt: now, receivedAt: now, stage, code, reason: scrubPlates(reason), family, raw }
   d.eventId = deriveEventId(sourceId, 'IngestError', d as unknown as Record<string, unknown>)
   return d
 }

@@ -11,6 +11,10 @@ import { parse as parseYaml } from 'yaml'
 import { isDuration, parseDuration } from '../lib/duration.ts'
 import { CitysyncError } from '../lib/errors.ts'
 import { FRESHNESS_STATES } from './evaluate.ts'
+import { BALANCE_STATES } from './store.ts'
+
+/** States a route may match: freshness, and bike-share balance (ACCUMULATION, SHORTAGE). */
+const ROUTE_STATES: readonly string[] = [...FRESHNESS_STATES, ...BALANCE_STATES]
 
 export const CHANNEL_TYPES = ['webhook', 'dingtalk', 'wecom', 'feishu', 'email'] as const
 export type ChannelType = (typeof CHANNEL_TYPES)[number]
@@ -297,7 +301,7 @@ export function parseAlertingConfig(raw: unknown, origin = 'alerting'): Alerting
       if (!receivers.has(name)) problems.push(`routes[${i}]: unknown receiver ${name}`)
     }
     const states = list(r.match?.state)
-    for (const s of states ?? []) if (!(FRESHNESS_STATES as readonly string[]).includes(s)) problems.push(`routes[${i}].match.state: unknown state ${s}`)
+    for (const s of states ?? []) if (!ROUTE_STATES.includes(s)) problems.push(`routes[${i}].match.state: unknown state ${s}`)
     const match: Route['match'] = {}
     for (const l of MATCH_LABELS) {
       const v = list(r.match?.[l])

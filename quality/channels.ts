@@ -97,6 +97,8 @@ const STATE_TEXT: Record<string, string> = {
   STALLED: '数据停滞',
   STOPPED: '采集中断',
   SKEWED: '时间戳超前',
+  ACCUMULATION: '车辆淤积',
+  SHORTAGE: '车辆短缺',
 }
 
 /** Title and markdown body shared by the robots and email. */
@@ -132,8 +134,15 @@ export function renderMessage(n: Notification): { title: string; markdown: strin
     if (resolved.length > MAX_LISTED) lines.push(`- … 另有 ${resolved.length - MAX_LISTED} 项`)
     lines.push('')
   }
-  if (firing.length > 0) lines.push('请联系数据源负责方核实；处理后在事件台账中记录处置过程与原因。')
-  lines.push(`[查看数据新鲜度](${n.externalUrl}/api/v1/freshness${first ? `/${first.labels.sourceId}` : ''})`)
+  // Bike-share areas out of balance are the operator's to rebalance; everything else is a data fault.
+  const balance = n.alerts.length > 0 && n.alerts.every((a) => a.labels.entityKind === 'area')
+  if (balance) {
+    if (firing.length > 0) lines.push('请通知运营企业调度车辆；区域恢复到阈值内后告警自动解除。')
+    lines.push(`[查看区域车辆分布](${n.externalUrl}/api/v1/analytics/bike/balance${first ? `?source=${encodeURIComponent(first.labels.sourceId ?? '')}` : ''})`)
+  } else {
+    if (firing.length > 0) lines.push('请联系数据源负责方核实；处理后在事件台账中记录处置过程与原因。')
+    lines.push(`[查看数据新鲜度](${n.externalUrl}/api/v1/freshness${first ? `/${first.labels.sourceId}` : ''})`)
+  }
   const markdown = lines.join('\n')
   const text = markdown.replace(/^### /gm, '').replace(/\*\*/g, '').replace(/\[([^\]]+)\]\(([^)]+)\)/g, '$1: $2')
   return { title, markdown, text }

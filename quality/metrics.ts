@@ -1,13 +1,14 @@
-// Prometheus gauges of sync health, on a registry of their own: the quality
-// process serves it (`citysync quality --metrics-port`), and the API serves it
-// at GET /metrics where the quality service runs in the same process.
+// Prometheus gauges of sync health, on the process's registry (or one of
+// their own): the quality process serves it (`citysync quality
+// --metrics-port`), and the API serves it at GET /metrics where the quality
+// service runs in the same process. Names: docs/operations.md, Monitoring.
 
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client'
 import { FRESHNESS_STATES, type SourceResult } from './evaluate.ts'
-import { type Alert } from './store.ts'
+import { type Alert, ALERT_STATES } from './store.ts'
 
 export class QualityMetrics {
-  readonly registry = new Registry()
+  readonly registry: Registry
   readonly dataAge: Gauge
   readonly arrivalAge: Gauge
   readonly delay: Gauge
@@ -19,7 +20,9 @@ export class QualityMetrics {
   readonly lastCycle: Gauge
   readonly deliveries: Counter
 
-  constructor(options: { processMetrics?: boolean } = {}) {
+  /** On `registry` when given (shared with the process's other metrics), else on a registry of its own. */
+  constructor(options: { processMetrics?: boolean; registry?: Registry } = {}) {
+    this.registry = options.registry ?? new Registry()
     const registers = [this.registry]
     if (options.processMetrics === true) collectDefaultMetrics({ register: this.registry, prefix: 'citysync_' })
     this.dataAge = new Gauge({ name: 'citysync_source_data_age_seconds', help: 'Age of the newest live event of a source (event time)', labelNames: ['source'], registers })
@@ -28,7 +31,7 @@ export class QualityMetrics {
     this.maxDelay = new Gauge({ name: 'citysync_source_max_delay_seconds', help: "A source's maxDelay", labelNames: ['source'], registers })
     this.state = new Gauge({ name: 'citysync_source_state', help: 'Freshness state of a source: 1 for the current state, 0 for the others', labelNames: ['source', 'state'], registers })
     this.entities = new Gauge({ name: 'citysync_source_entities', help: 'Entities (car parks, stations, terminals) of a source by freshness state', labelNames: ['source', 'state'], registers })
-    this.alertsFiring = new Gauge({ name: 'citysync_alerts_firing', help: 'Firing sync-health alerts by state', labelNames: ['state'], registers })
+    this.alertsFiring = new Gauge({ name: 'citysync_alerts_firing', help: 'Firing alerts by state (freshness: LATE, STALLED, STOPPED, SKEWED; bike-share areas: ACCUMULATION, SHORTAGE)', labelNames: ['state'], registers })
     this.cycleSeconds = new Gauge({ name: 'citysync_quality_cycle_seconds', help: 'Duration of the last freshness evaluation cycle', registers })
     this.lastCycle = new Gauge({ name: 'citysync_quality_last_cycle_timestamp_seconds', help: 'When the last evaluation cycle ran', registers })
     this.deliveries = new Counter({ name: 'citysync_alert_deliveries_total', help: 'Alert notifications by channel type and outcome', labelNames: ['channel', 'outcome'], registers })
@@ -50,7 +53,7 @@ export class QualityMetrics {
     }
     const byState = new Map<string, number>()
     for (const a of firing) byState.set(a.state, (byState.get(a.state) ?? 0) + 1)
-    for (const s of ['LATE', 'STALLED', 'STOPPED', 'SKEWED']) this.alertsFiring.set({ state: s }, byState.get(s) ?? 0)
+    for (const s of ALERT_STATES) this.alertsFiring.set({ state: s }, byState.get(s) ?? 0)
     this.cycleSeconds.set(cycleMs / 1000)
     this.lastCycle.set(now / 1000)
   }

@@ -136,7 +136,10 @@ export function toNotificationAlert(a: Alert, externalUrl: string): Notification
     annotations: a.annotations,
     startsAt: a.startsAt,
     endsAt: a.status === 'resolved' ? a.endsAt : null,
-    generatorURL: `${externalUrl}/api/v1/freshness/${encodeURIComponent(a.sourceId)}`,
+    generatorURL:
+      a.entityKind === 'area'
+        ? `${externalUrl}/api/v1/analytics/bike/balance?source=${encodeURIComponent(a.sourceId)}`
+        : `${externalUrl}/api/v1/freshness/${encodeURIComponent(a.sourceId)}`,
   }
 }
 

@@ -23,13 +23,14 @@ import {
   type Transition,
   trackerKey,
 } from './evaluate.ts'
+import { type BikeBalanceAlerting, BikeBalanceMonitor } from './bike-balance.ts'
 import { DEFAULTS, type FreshnessSettings, resolveSettings } from './freshness-config.ts'
 import { QualityMetrics } from './metrics.ts'
 import { DeliveryQueue, Notifier } from './notifier.ts'
 import { emptyReading, FreshnessReader, type ReaderOptions } from './reader.ts'
 import { Reports } from './report/reports.ts'
 import { ReportScheduler, type ReportSchedulerOptions } from './report/scheduler.ts'
-import { type Alert, alertLabel, type Incident, type IncidentScope, MAX_SCOPE_ENTITIES, SyncHealthStore } from './store.ts'
+import { type Alert, alertLabel, type Incident, type IncidentScope, isFreshnessAlert, MAX_SCOPE_ENTITIES, SyncHealthStore } from './store.ts'
 
 export const DEFAULT_INTERVAL_MS = 60_000
 
@@ -52,6 +53,8 @@ export interface QualityServiceOptions {
   metrics?: QualityMetrics
   /** Monthly sync reports on a schedule, and regeneration after backfill (quality/report/scheduler.ts); false: none. */
   reports?: ReportSchedulerOptions | false
+  /** Bike-share balance alerts (quality/bike-balance.ts); without it, none. */
+  bikeBalance?: BikeBalanceAlerting
 }
 
 export interface CycleSummary {
@@ -147,6 +150,7 @@ export async function gatherInputs(metadata: Metadata, reader: FreshnessReader, 
 export function trackersFrom(firing: readonly Alert[], now: number): Trackers {
   const trackers: Trackers = new Map()
   for (const a of firing) {
+    if (!isFreshnessAlert(a)) continue
     trackers.set(trackerKey(a.sourceId, a.entityId), { state: a.state, since: a.startsAt, candidate: null, candidateSince: now })
   }
   return trackers
@@ -179,6 +183,7 @@ export class QualityService {
   #running: Promise<unknown> | undefined
   #stopped = false
   #reports: ReportScheduler | undefined
+  readonly #bikes: BikeBalanceMonitor | undefined
 
   constructor(o: QualityServiceOptions) {
     this.#o = o
@@ -190,6 +195,7 @@ export class QualityService {
     this.#notifier = new Notifier(this.store, this.#alerting, this.deliveries, o.log)
     this.#reader = new FreshnessReader(o.warehouse, o.reader)
     this.#settings = new SettingsCache(o.log)
+    if (o.bikeBalance !== undefined) this.#bikes = new BikeBalanceMonitor({ warehouse: o.warehouse, store: this.store, log: o.log, config: o.bikeBalance })
   }
 
   /** The results of the latest cycle. */
@@ -215,7 +221,7 @@ export class QualityService {
     const byId = new Map(results.map((r) => [r.ctx.id, r]))
 
     let firing = await this.store.firingAlerts()
-    const firingByKey = new Map(firing.map((a) => [`${trackerKey(a.sourceId, a.entityId)}\x1f${a.state}`, a]))
+    const firingByKey = new Map(firing.filter(isFreshnessAlert).map((a) => [`${trackerKey(a.sourceId, a.entityId)}\x1f${a.state}`, a]))
     for (const t of transitions) {
       try {
         await this.#apply(t, byId.get(t.sourceId)!, firingByKey, now)
@@ -226,6 +232,14 @@ export class QualityService {
       }
     }
     await this.#resolveRemoved(firing, new Set(byId.keys()), now)
+    if (this.#bikes !== undefined) {
+      try {
+        await this.#bikes.cycle(now, results.map((r) => r.ctx), await this.store.firingAlerts())
+      } catch (err) {
+        // Freshness goes on; the areas are looked at again next cycle.
+        this.#bikes.reset(err)
+      }
+    }
     firing = await this.store.firingAlerts()
     await this.#refresh(results, firing)
 
@@ -342,8 +356,8 @@ export class QualityService {
 
   /** Keeps the scope of open incidents and the summaries of firing source alerts current. */
   async #refresh(results: readonly SourceResult[], firing: readonly Alert[]): Promise<void> {
-    const bySource = new Map<string, Alert[]>()
-    for (const a of firing) {
+    const bySource = new Map<string, (Alert & { state: FreshnessState })[]>()
+    for (const a of firing.filter(isFreshnessAlert)) {
       let list = bySource.get(a.sourceId)
       if (list === undefined) bySource.set(a.sourceId, (list = []))
       list.push(a)

@@ -12,6 +12,17 @@ export type AlertStatus = (typeof ALERT_STATUSES)[number]
 export const INCIDENT_STATUSES = ['open', 'recovered', 'closed'] as const
 export type IncidentStatus = (typeof INCIDENT_STATUSES)[number]
 export const SILENCE_MATCHERS = ['alertname', 'sourceId', 'entityId', 'state', 'operator', 'district', 'severity'] as const
+/** Bike-share areas out of balance (quality/bike-balance.ts), beside the freshness states. */
+export const BALANCE_STATES = ['ACCUMULATION', 'SHORTAGE'] as const
+export type BalanceState = (typeof BALANCE_STATES)[number]
+/** Every state an alert is raised for: the alerting freshness states and the balance states. */
+export const ALERT_STATES = ['LATE', 'STALLED', 'STOPPED', 'SKEWED', ...BALANCE_STATES] as const
+export type AlertState = FreshnessState | BalanceState
+
+/** An alert of the freshness state machine (not a bike-share balance alert). */
+export function isFreshnessAlert<T extends Pick<Alert, 'state'>>(a: T): a is T & { state: FreshnessState } {
+  return !(BALANCE_STATES as readonly string[]).includes(a.state)
+}
 export type SilenceMatcher = (typeof SILENCE_MATCHERS)[number]
 
 export interface Alert {
@@ -19,8 +30,9 @@ export interface Alert {
   fingerprint: string
   sourceId: string
   entityId: string | null
-  entityKind: EntityKind | null
-  state: FreshnessState
+  /** A car park, station or terminal (freshness), or an `area` of a bike-share operator (balance). */
+  entityKind: EntityKind | 'area' | null
+  state: AlertState
   status: AlertStatus
   operator: string | null
   district: string | null
@@ -134,8 +146,8 @@ export class SyncHealthStore {
     fingerprint: String(r.fingerprint),
     sourceId: String(r.source_id),
     entityId: str(r.entity_id),
-    entityKind: str(r.entity_kind) as EntityKind | null,
-    state: r.state as FreshnessState,
+    entityKind: str(r.entity_kind) as Alert['entityKind'],
+    state: r.state as AlertState,
     status: r.status as AlertStatus,
     operator: str(r.operator),
     district: str(r.district),
@@ -220,7 +232,7 @@ export class SyncHealthStore {
     return out.sort((a, b) => a.id - b.id)
   }
 
-  async listAlerts(filter: { status?: AlertStatus; sourceId?: string; state?: FreshnessState; incidentId?: number; limit?: number; offset?: number } = {}): Promise<{ items: Alert[]; total: number }> {
+  async listAlerts(filter: { status?: AlertStatus; sourceId?: string; state?: AlertState; incidentId?: number; limit?: number; offset?: number } = {}): Promise<{ items: Alert[]; total: number }> {
     const q = this.#ctx.knex('alerts')
     if (filter.status !== undefined) q.where('status', filter.status)
     if (filter.sourceId !== undefined) q.where('source_id', filter.sourceId)

@@ -7,12 +7,14 @@ import { bucketLabel, type Granularity, isoLocal, type Period, zoneLiteral } fro
 // Bike share: the online rate per operator, and where vehicles pile up or run
 // out (areas against thresholds). Definitions: docs/metrics.md.
 
-/** Which sources: operator (its id in the feed, or the operator named on sources), source, district of the source. */
+/** Which sources: operator (its id in the feed, or the operator named on sources), source, district of the source, a list. */
 export interface BikeScope {
   operator?: string | undefined
   operatorSources?: string[] | undefined
   source?: string | undefined
   districtSources?: string[] | undefined
+  /** These sources only (the quality service's balance alerts: every bike-share source). */
+  sources?: string[] | undefined
 }
 
 function scopeConditions(s: BikeScope): { conditions: string[]; params: QueryParams } {
@@ -30,6 +32,10 @@ function scopeConditions(s: BikeScope): { conditions: string[]; params: QueryPar
   if (s.districtSources !== undefined) {
     conditions.push('sourceId IN {districtSources:Array(String)}')
     params.districtSources = s.districtSources
+  }
+  if (s.sources !== undefined) {
+    conditions.push('sourceId IN {sources:Array(String)}')
+    params.sources = s.sources
   }
   return { conditions, params }
 }

@@ -19,13 +19,21 @@ export interface AnalyticsConfig {
   maxRows: number
   sql: AnalystSqlConfig
   bike: BikeBalanceDefaults
+  bikeAlerts: BikeAlertsConfig
+}
+
+/** Balance alerts through the sync-health channels (quality/bike-balance.ts), against the `bike` thresholds. */
+export interface BikeAlertsConfig {
+  enabled: boolean
+  /** An area out of balance this long raises its alert. */
+  openAfterMs: number
+  /** An area back within its thresholds this long resolves it. */
+  closeAfterMs: number
 }
 
 export interface AnalystSqlConfig {
   /** POST /api/v1/analytics/sql answers only when enabled. */
   enabled: boolean
-  /** When set, requests need `Authorization: Bearer <token>`. */
-  token: string | undefined
   maxExecutionSeconds: number
   maxResultRows: number
   maxMemoryBytes: number
@@ -48,8 +56,9 @@ export const ANALYTICS_DEFAULTS: AnalyticsConfig = {
   refreshIntervalMs: 60_000,
   refreshChunkHours: 2_000_000,
   maxRows: 100_000,
-  sql: { enabled: false, token: undefined, maxExecutionSeconds: 30, maxResultRows: 100_000, maxMemoryBytes: 2 * 1024 ** 3 },
+  sql: { enabled: false, maxExecutionSeconds: 30, maxResultRows: 100_000, maxMemoryBytes: 2 * 1024 ** 3 },
   bike: { cellMeters: 500, accumulationAt: 30, shortageAt: 0, windowMs: 10 * 60_000 },
+  bikeAlerts: { enabled: true, openAfterMs: 10 * 60_000, closeAfterMs: 15 * 60_000 },
 }
 
 function blank(v: string | undefined): string | undefined {
@@ -75,9 +84,10 @@ function duration(env: NodeJS.ProcessEnv, name: string, fallback: number): numbe
   }
 }
 
-function flag(env: NodeJS.ProcessEnv, name: string): boolean {
+function flag(env: NodeJS.ProcessEnv, name: string, fallback = false): boolean {
   const raw = blank(env[name])?.toLowerCase()
-  if (raw === undefined || raw === 'off' || raw === 'false' || raw === '0') return false
+  if (raw === undefined) return fallback
+  if (raw === 'off' || raw === 'false' || raw === '0') return false
   if (raw === 'on' || raw === 'true' || raw === '1') return true
   throw new CitysyncError('CITYSYNC_ERR_CONFIG_INVALID', [`${name}: expected on or off, got ${JSON.stringify(raw)}`])
 }
@@ -88,8 +98,6 @@ export function analyticsConfigFromEnv(env: NodeJS.ProcessEnv = process.env): An
   if (!isTimeZone(timezone)) throw new CitysyncError('CITYSYNC_ERR_CONFIG_INVALID', [`CITYSYNC_ANALYTICS_TIMEZONE: unknown time zone ${JSON.stringify(timezone)}`])
   const sessionCapMs = duration(env, 'CITYSYNC_ANALYTICS_SESSION_CAP', d.sessionCapMs)
   if (sessionCapMs < 3_600_000) throw new CitysyncError('CITYSYNC_ERR_CONFIG_INVALID', ['CITYSYNC_ANALYTICS_SESSION_CAP: at least 1h'])
-  const token = blank(env.CITYSYNC_ANALYST_SQL_TOKEN)
-  if (token !== undefined && token.length < 16) throw new CitysyncError('CITYSYNC_ERR_CONFIG_INVALID', ['CITYSYNC_ANALYST_SQL_TOKEN: at least 16 characters'])
   return {
     timezone,
     sessionCapMs,
@@ -98,7 +106,6 @@ export function analyticsConfigFromEnv(env: NodeJS.ProcessEnv = process.env): An
     maxRows: int(env, 'CITYSYNC_ANALYTICS_MAX_ROWS', d.maxRows, 1, 10_000_000),
     sql: {
       enabled: flag(env, 'CITYSYNC_ANALYST_SQL'),
-      token,
       maxExecutionSeconds: int(env, 'CITYSYNC_ANALYST_SQL_MAX_SECONDS', d.sql.maxExecutionSeconds, 1, 3600),
       maxResultRows: int(env, 'CITYSYNC_ANALYST_SQL_MAX_ROWS', d.sql.maxResultRows, 1, 10_000_000),
       maxMemoryBytes: int(env, 'CITYSYNC_ANALYST_SQL_MAX_MEMORY', d.sql.maxMemoryBytes, 64 * 1024 ** 2, 2 ** 40),
@@ -108,6 +115,11 @@ export function analyticsConfigFromEnv(env: NodeJS.ProcessEnv = process.env): An
       accumulationAt: int(env, 'CITYSYNC_BIKE_ACCUMULATION_AT', d.bike.accumulationAt, 1, 1_000_000),
       shortageAt: int(env, 'CITYSYNC_BIKE_SHORTAGE_AT', d.bike.shortageAt, 0, 1_000_000),
       windowMs: duration(env, 'CITYSYNC_BIKE_WINDOW', d.bike.windowMs) || d.bike.windowMs,
+    },
+    bikeAlerts: {
+      enabled: flag(env, 'CITYSYNC_BIKE_ALERTS', d.bikeAlerts.enabled),
+      openAfterMs: duration(env, 'CITYSYNC_BIKE_ALERT_OPEN_AFTER', d.bikeAlerts.openAfterMs),
+      closeAfterMs: duration(env, 'CITYSYNC_BIKE_ALERT_CLOSE_AFTER', d.bikeAlerts.closeAfterMs),
     },
   }
 }

@@ -224,3 +224,82 @@ describe('parking analytics on hand-built car parks', () => {
     expect((await sessionsOf('P1'))[12]).toEqual([L('2026-11-03 13:00'), 'capped', 1440, null, L('2026-11-04 13:00')])
   })
 })
+
+describe('district hours from their sums (parking_district_hour)', () => {
+  const HENGQIN: ResolvedScope = { district: '横琴', districtSources: [] }
+  const XIANGZHOU: ResolvedScope = { district: '香洲', districtSources: ['fx-other'] }
+  const refresh = (now: number): ReturnType<typeof refreshParking> => refreshParking(wh, { now, timezone: TZ, sessionCapMs: CAP_MS, watermarkMarginMs: 0 })
+
+  /** Every district query whose hours come from the sums, against the same query over the lots' hours. */
+  async function expectSumsEqualLots(scope: ResolvedScope, to: string): Promise<void> {
+    const cases: [Granularity, Partial<ParkingQuery>][] = [['hour', {}], ['day', { hours: [9, 16] }], ['month', { hours: [10], weekdays: [1] }]]
+    for (const [granularity, extra] of cases) {
+      const q = query(scope, granularity, D1, to, extra)
+      const lots = { ...q, plan: 'lots' as const }
+      expect(await parkingOccupancy(wh, q)).toEqual(await parkingOccupancy(wh, lots))
+      expect(await parkingTurnover(wh, q)).toEqual(await parkingTurnover(wh, lots))
+    }
+  }
+
+  /** The sums as stored, against the lot hours summed in the test: per district, source and hour. */
+  async function expectRowsEqualRaw(): Promise<void> {
+    const cols = 'count() AS lots, sum(coveredMs) AS c, sum(spaceMs) AS s, sum(vehicleMs) AS v, sum(sessions) AS n, sum(revenueCents) AS r, sum(entries) AS e'
+    const fromLots = await wh.query(
+      `SELECT ifNull(l.district, '') AS district, h.sourceId AS sourceId, toInt64(toUnixTimestamp(h.hour)) AS hour, ${cols}
+       FROM parking_lot_hour AS h FINAL INNER JOIN analytics_parking_lot AS l ON h.sourceId = l.sourceId AND h.lotId = l.lotId
+       GROUP BY district, sourceId, hour ORDER BY district, sourceId, hour`,
+    )
+    const sums = await wh.query(
+      `SELECT district, sourceId, toInt64(toUnixTimestamp(hour)) AS hour, sum(lots) AS lots, sum(coveredMs) AS c, sum(spaceMs) AS s, sum(vehicleMs) AS v,
+         sum(sessions) AS n, sum(revenueCents) AS r, sum(entries) AS e
+       FROM parking_district_hour FINAL GROUP BY district, sourceId, hour ORDER BY district, sourceId, hour`,
+    )
+    expect(sums.length).toBeGreaterThan(0)
+    expect(sums).toEqual(fromLots)
+  }
+
+  it('are the lots summed, and a district query from them equals the one over the lots', async () => {
+    // Left by the tests above: refreshed incrementally up to D3 13:00.
+    await expectRowsEqualRaw()
+    await expectSumsEqualLots(HENGQIN, D3)
+    await expectSumsEqualLots(XIANGZHOU, D3)
+    // One figure by hand: 横琴 at D1 09:00 is P1 190 + P2 360 vehicle-minutes of 240 + 600.
+    const nine = await parkingOccupancy(wh, query(HENGQIN, 'hour', '2026-11-02T09:00', '2026-11-02T10:00'))
+    expect(nine.items).toEqual([
+      { bucket: '2026-11-02T09:00+08:00', lotHours: 2, spaceHours: 14, vehicleHours: 550 / H, occupancyRate: 550 / 840, peakOccupancyRate: 550 / 840, peakHour: '2026-11-02T09:00:00+08:00', snapshotShare: 0.5 },
+    ])
+  })
+
+  it('follow a car park that moves to another district, and late passages', async () => {
+    // P2's new description puts it in 香洲; a late visit at P3 on D1.
+    await land(wh, 'parking_lot', [{ ...LOTS[2]!, eventId: 'P2-lot-moved', occurredAt: L('2026-11-04 13:10'), receivedAt: L('2026-11-04 13:10'), district: '香洲' }])
+    await land(wh, 'parking_passage', [
+      { ...PASSAGES[24]!, eventId: 'P3-late-entry', recordNo: 'late-1', occurredAt: L('2026-11-02 11:00'), receivedAt: L('2026-11-04 13:10') },
+      { ...PASSAGES[25]!, eventId: 'P3-late-exit', recordNo: 'late-2', plateKey: 'key-R', occurredAt: L('2026-11-02 12:00'), receivedAt: L('2026-11-04 13:10') },
+    ])
+    await refresh(L('2026-11-04 14:00'))
+    await expectRowsEqualRaw()
+    await expectSumsEqualLots(HENGQIN, '2026-11-05')
+    await expectSumsEqualLots(XIANGZHOU, '2026-11-05')
+    const lots = await wh.query<{ district: string; sourceId: string; lots: number }>(
+      `SELECT district, sourceId, max(lots) AS lots FROM parking_district_hour FINAL GROUP BY district, sourceId ORDER BY district, sourceId`,
+    )
+    // P3's description names no district: '' of its source; 横琴 keeps P1 only.
+    expect(lots).toEqual([
+      { district: '', sourceId: 'fx-other', lots: 1 },
+      { district: '横琴', sourceId: 'fx-parking', lots: 1 },
+      { district: '香洲', sourceId: 'fx-parking', lots: 1 },
+    ])
+    // 香洲 at D1 09:00 is now P2's 360 vehicle-minutes of 600 (P3's series starts at 10:00).
+    const nine = await parkingOccupancy(wh, query(XIANGZHOU, 'hour', '2026-11-02T09:00', '2026-11-02T10:00'))
+    expect(nine.items.map((i) => [i.lotHours, i.vehicleHours, i.spaceHours])).toEqual([[1, 6, 10]])
+  })
+
+  it('are rebuilt by a full refresh', async () => {
+    await resetParkingAnalytics(wh)
+    await refreshParking(wh, { now: L('2026-11-04 14:00'), timezone: TZ, sessionCapMs: CAP_MS })
+    await expectRowsEqualRaw()
+    await expectSumsEqualLots(HENGQIN, '2026-11-05')
+    await expectSumsEqualLots(XIANGZHOU, '2026-11-05')
+  })
+})

@@ -3,9 +3,15 @@ import { type QueryParams, type Warehouse } from '../../pipelines/warehouse/ware
 import { lotConditions, type ResolvedScope } from './scope.ts'
 import { bucketLabel, type Granularity, isoLocal, type Period, zoneLiteral } from './time-range.ts'
 
-// Parking figures from the derived tables (parking_lot_hour, parking_lot_day;
-// see refresh.ts and docs/metrics.md). Sums are integers (milliseconds,
-// counts, fen); rates are divided here, once, from the sums.
+// Parking figures from the derived tables (parking_lot_hour, parking_lot_day,
+// parking_district_hour; see refresh.ts and docs/metrics.md). Sums are
+// integers (milliseconds, counts, fen); rates are divided here, once, from the
+// sums.
+//
+// Which table: hour buckets (or an hour-of-day filter) need hourly rows; a
+// district without a lot and without per-lot rows is read from its district
+// sums, one row per hour, any other hourly query from the lots' hours; day
+// and month buckets from the lots' days.
 
 export interface ParkingQuery {
   scope: ResolvedScope
@@ -20,6 +26,12 @@ export interface ParkingQuery {
   timezone: string
   /** Most rows the answer may hold. */
   maxRows: number
+  /**
+   * Which hourly table answers a district: its sums (parking_district_hour,
+   * the default where it can) or its lots' rows (parking_lot_hour). Both give
+   * the same figures; the tests compare them.
+   */
+  plan?: 'auto' | 'lots' | undefined
 }
 
 const HOUR_MS = 3_600_000
@@ -41,11 +53,10 @@ interface Built {
   params: QueryParams
 }
 
-function hourConditions(q: ParkingQuery): Built {
-  const { conditions, params } = lotConditions(q.scope)
-  conditions.push(`hour >= toDateTime({fromS:Int64}, 'UTC')`, `hour < toDateTime({toS:Int64}, 'UTC')`)
-  params.fromS = Math.floor(q.period.fromMs / 1000)
-  params.toS = Math.ceil(q.period.toMs / 1000)
+/** The period, hours of the day and weekdays, on an `hour` column; and the row limit. */
+function timeOfHourConditions(q: ParkingQuery): { conditions: string[]; params: QueryParams } {
+  const conditions = [`hour >= toDateTime({fromS:Int64}, 'UTC')`, `hour < toDateTime({toS:Int64}, 'UTC')`]
+  const params: QueryParams = { fromS: Math.floor(q.period.fromMs / 1000), toS: Math.ceil(q.period.toMs / 1000), limit: q.maxRows + 1 }
   if (q.hours !== undefined) {
     conditions.push('toHour(hour, {tz:String}) IN {hours:Array(UInt8)}')
     params.hours = q.hours
@@ -54,8 +65,29 @@ function hourConditions(q: ParkingQuery): Built {
     conditions.push('toDayOfWeek(hour, 0, {tz:String}) IN {weekdays:Array(UInt8)}')
     params.weekdays = q.weekdays
   }
-  params.limit = q.maxRows + 1
-  return { sql: conditions.join('\n    AND '), params }
+  return { conditions, params }
+}
+
+function hourConditions(q: ParkingQuery): Built {
+  const { conditions, params } = lotConditions(q.scope)
+  const time = timeOfHourConditions(q)
+  return { sql: [...conditions, ...time.conditions].join('\n    AND '), params: { ...params, ...time.params } }
+}
+
+/** A whole district, summed over its lots: its hours come from parking_district_hour. */
+function fromDistrictHours(q: ParkingQuery): boolean {
+  return q.plan !== 'lots' && q.scope.district !== undefined && q.scope.lot === undefined && !q.byLot && fromHours(q)
+}
+
+function districtHourConditions(q: ParkingQuery): Built {
+  const conditions = [`(district = {district:String} OR (district = '' AND sourceId IN {districtSources:Array(String)}))`]
+  const params: QueryParams = { district: q.scope.district!, districtSources: q.scope.districtSources ?? [] }
+  if (q.scope.sources !== undefined) {
+    conditions.push('sourceId IN {sources:Array(String)}')
+    params.sources = q.scope.sources
+  }
+  const time = timeOfHourConditions(q)
+  return { sql: [...conditions, ...time.conditions].join('\n    AND '), params: { ...params, ...time.params } }
 }
 
 function withLotNames(inner: string): string {
@@ -93,7 +125,8 @@ export function occupancySql(q: ParkingQuery): Built {
   let inner: string
   let params: QueryParams
   if (fromHours(q)) {
-    const where = hourConditions(q)
+    const district = fromDistrictHours(q)
+    const where = district ? districtHourConditions(q) : hourConditions(q)
     params = where.params
     inner = `
 SELECT ${keys}bucketMs,
@@ -103,7 +136,7 @@ SELECT ${keys}bucketMs,
 FROM (
   SELECT ${keys}toInt64(toUnixTimestamp(hour)) * 1000 AS hourMs, ${BUCKET_FROM_HOUR[q.granularity]} AS bucketMs,
     sum(coveredMs) AS c, sum(spaceMs) AS s, sum(vehicleMs) AS v, sum(snapshotMs) AS sn, max(maxOccupied) AS mx
-  FROM parking_lot_hour FINAL
+  FROM ${district ? 'parking_district_hour' : 'parking_lot_hour'} FINAL
   WHERE ${where.sql}
   GROUP BY ${keys}hour, bucketMs
 )
@@ -145,16 +178,17 @@ const TURNOVER_SUMS = `sum(coveredMs) AS coveredMs, sum(spaceMs) AS spaceMs, sum
   sum(capped) AS capped, sum(entryOnly) AS entryOnly, sum(exitOnly) AS exitOnly, sum(entries) AS entries, sum(exits) AS exits,
   sum(revenueCents) AS revenueCents, sum(durationCount) AS durationCount, sum(durationMs) AS durationMs`
 
-/** Sessions, turnover, durations and revenue per bucket: from the daily table, or the hourly one for hour buckets or an hour filter. */
+/** Sessions, turnover, durations and revenue per bucket: from the daily table, or an hourly one for hour buckets or an hour filter. */
 export function turnoverSql(q: ParkingQuery): Built {
   const keys = q.byLot ? 'sourceId, lotId, ' : ''
   const hourly = fromHours(q)
-  const where = hourly ? hourConditions(q) : dayConditions(q)
+  const district = fromDistrictHours(q)
+  const where = district ? districtHourConditions(q) : hourly ? hourConditions(q) : dayConditions(q)
   const bucket = hourly ? BUCKET_FROM_HOUR[q.granularity] : BUCKET_FROM_DAY[q.granularity as Exclude<Granularity, 'hour'>]
   const inner = `
 SELECT ${keys}${bucket} AS bucketMs,
   ${TURNOVER_SUMS}
-FROM ${hourly ? 'parking_lot_hour' : 'parking_lot_day'} FINAL
+FROM ${district ? 'parking_district_hour' : hourly ? 'parking_lot_hour' : 'parking_lot_day'} FINAL
 WHERE ${where.sql}
 GROUP BY ${keys}bucketMs
 ORDER BY ${keys}bucketMs

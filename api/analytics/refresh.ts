@@ -6,7 +6,8 @@ import { zoneLiteral } from './time-range.ts'
 
 // The analytics refresher: recomputes parking sessions (parking_session), the
 // hourly series (parking_lot_hour) and the daily figures (parking_lot_day) of
-// the lots whose data changed, in the warehouse, with SQL only.
+// the lots whose data changed, then the district sums (parking_district_hour)
+// of their districts, in the warehouse, with SQL only.
 //
 // Which lots and from when (the scope of a run):
 // - a passage at t changes the pairing of sessions that start from t − cap on,
@@ -386,6 +387,84 @@ WHERE (h.sourceId, h.lotId) IN ${CHUNK_KEYS}
 GROUP BY h.sourceId, h.lotId, day`
 
 // ---------------------------------------------------------------------------
+// Districts
+//
+// After the lots, the district sums (parking_district_hour) of the districts
+// whose lots were recomputed, from the earliest hour recomputed among them; a
+// lot that moved to another district (or gained a description) has both its
+// districts summed again from their first hour. A lot's district is the one
+// its latest description names, '' when it names none (the query adds the
+// '' rows of the sources whose own district is asked for).
+
+const LOT_DISTRICT = `(SELECT sourceId, lotId, ifNull(district, '') AS district FROM analytics_parking_lot)`
+
+const DISTRICT_SCOPE_SQL = `
+INSERT INTO analytics_district_scope (version, sourceId, district, lotId, hourFrom, createdAt)
+WITH
+  cur AS ${LOT_DISTRICT},
+  prev AS (SELECT sourceId, lotId, district FROM parking_lot_district FINAL),
+  groups AS (
+    SELECT sourceId, district, min(fromS) AS fromS FROM (
+      SELECT c.sourceId AS sourceId, c.district AS district, toInt64(toUnixTimestamp(s.hourFrom)) AS fromS
+      FROM ${SCOPE} AS s INNER JOIN cur AS c ON s.sourceId = c.sourceId AND s.lotId = c.lotId
+      WHERE s.version = {v:UInt64}
+      UNION ALL
+      -- a lot new to the sums, or moved: its district now...
+      SELECT sourceId, district, toInt64(0) FROM cur
+      WHERE (sourceId, lotId, district) NOT IN (SELECT sourceId, lotId, district FROM prev)
+      UNION ALL
+      -- ...and the one it left
+      SELECT sourceId, district, toInt64(0) FROM prev
+      WHERE (sourceId, lotId, district) NOT IN (SELECT sourceId, lotId, district FROM cur)
+    )
+    GROUP BY sourceId, district
+  )
+SELECT {v:UInt64}, sourceId, district, lotId, toDateTime(fromS, 'UTC'), now()
+FROM (
+  SELECT g.sourceId AS sourceId, g.district AS district, c.lotId AS lotId, g.fromS AS fromS
+  FROM groups AS g INNER JOIN cur AS c ON g.sourceId = c.sourceId AND g.district = c.district
+  UNION ALL
+  SELECT sourceId, district, '', fromS FROM groups
+)`
+
+const DISTRICT_MEMBERS = `(SELECT sourceId, district, lotId, hourFrom FROM analytics_district_scope WHERE version = {v:UInt64} AND lotId != '')`
+
+const DISTRICT_GROUPS = `(SELECT sourceId, district, hourFrom FROM analytics_district_scope WHERE version = {v:UInt64} AND lotId = '')`
+
+const DISTRICT_HOURS_SQL = `
+INSERT INTO parking_district_hour (sourceId, district, hour, lots, coveredMs, spaceMs, vehicleMs, snapshotMs, maxOccupied,
+  entries, exits, revenueCents, sessions, matched, open, capped, entryOnly, exitOnly, durationCount, durationMs, version, isDeleted)
+SELECT h.sourceId, m.district, h.hour, toUInt32(count()),
+  sum(h.coveredMs), sum(h.spaceMs), sum(h.vehicleMs), sum(h.snapshotMs), max(h.maxOccupied),
+  sum(h.entries), sum(h.exits), sum(h.revenueCents), sum(h.sessions), sum(h.matched), sum(h.open), sum(h.capped),
+  sum(h.entryOnly), sum(h.exitOnly), sum(h.durationCount), sum(h.durationMs),
+  {v:UInt64}, 0
+FROM parking_lot_hour AS h FINAL
+INNER JOIN ${DISTRICT_MEMBERS} AS m ON h.sourceId = m.sourceId AND h.lotId = m.lotId
+WHERE (h.sourceId, h.lotId) IN (SELECT sourceId, lotId FROM ${DISTRICT_MEMBERS})
+  AND h.hour >= (SELECT min(hourFrom) FROM ${DISTRICT_GROUPS})
+  AND h.hour >= m.hourFrom
+GROUP BY h.sourceId, m.district, h.hour`
+
+/** Hours of the summed districts that this run did not write again (no lot has them any more) are written as deleted. */
+const DISTRICT_TOMBSTONES_SQL = `
+INSERT INTO parking_district_hour (sourceId, district, hour, lots, coveredMs, spaceMs, vehicleMs, snapshotMs, maxOccupied,
+  entries, exits, revenueCents, sessions, matched, open, capped, entryOnly, exitOnly, durationCount, durationMs, version, isDeleted)
+SELECT x.sourceId, x.district, x.hour, x.lots, x.coveredMs, x.spaceMs, x.vehicleMs, x.snapshotMs, x.maxOccupied,
+  x.entries, x.exits, x.revenueCents, x.sessions, x.matched, x.open, x.capped, x.entryOnly, x.exitOnly, x.durationCount, x.durationMs,
+  {v:UInt64}, 1
+FROM parking_district_hour AS x FINAL
+INNER JOIN ${DISTRICT_GROUPS} AS g ON x.sourceId = g.sourceId AND x.district = g.district
+WHERE (x.district, x.sourceId) IN (SELECT district, sourceId FROM ${DISTRICT_GROUPS})
+  AND x.hour >= (SELECT min(hourFrom) FROM ${DISTRICT_GROUPS})
+  AND x.hour >= g.hourFrom
+  AND x.version < {v:UInt64}`
+
+const DISTRICT_MEMBERSHIP_SQL = `
+INSERT INTO parking_lot_district (sourceId, lotId, district, version)
+SELECT sourceId, lotId, district, {v:UInt64} FROM ${DISTRICT_MEMBERS}`
+
+// ---------------------------------------------------------------------------
 
 interface LastRun {
   version: number
@@ -445,6 +524,13 @@ export async function refreshParking(wh: Warehouse, o: RefreshOptions): Promise<
       o.onStep?.(step, chunk, Date.now() - t0)
     }
   }
+  o.signal?.throwIfAborted()
+  // Membership last: a run that stops before it sums the moved lots' districts again on the next run.
+  for (const [step, sql] of [['district scope', DISTRICT_SCOPE_SQL], ['district hours', DISTRICT_HOURS_SQL], ['district tombstones', DISTRICT_TOMBSTONES_SQL], ['district members', DISTRICT_MEMBERSHIP_SQL]] as const) {
+    const t0 = Date.now()
+    await wh.query(sql, { v: version })
+    o.onStep?.(step, chunks, Date.now() - t0)
+  }
   const durationMs = Date.now() - began
   await wh.insertJsonEachRow(
     'analytics_refresh_log',
@@ -457,7 +543,7 @@ export async function refreshParking(wh: Warehouse, o: RefreshOptions): Promise<
 
 /** Empties the derived tables, so that the next run is a full one. */
 export async function resetParkingAnalytics(wh: Warehouse): Promise<void> {
-  for (const t of ['parking_session', 'parking_lot_hour', 'parking_lot_day', 'analytics_refresh_log', SCOPE, 'analytics_parking_dirty']) {
+  for (const t of ['parking_session', 'parking_lot_hour', 'parking_lot_day', 'parking_district_hour', 'parking_lot_district', 'analytics_refresh_log', SCOPE, 'analytics_district_scope', 'analytics_parking_dirty']) {
     await wh.command(`TRUNCATE TABLE IF EXISTS ${t}`)
   }
 }

@@ -5,7 +5,7 @@ import { type QueryParams } from '../../pipelines/warehouse/warehouse.ts'
 // district or an operator; sources do (metadata store), and a car park's
 // description may name its own district (parking_lot.district). So:
 // - district D: the lots whose latest description says D, plus the lots whose
-//   description names no district and whose source's district is D;
+//   description names no district (null or empty) and whose source's district is D;
 // - operator O: the lots (stations, sailings) of the sources whose operator is O;
 // - source S: that source's.
 // The source lists come from the metadata store and reach the SQL as Array
@@ -56,7 +56,7 @@ export function lotConditions(s: ResolvedScope): { conditions: string[]; params:
   if (s.district !== undefined) {
     conditions.push(
       `(sourceId, lotId) IN (SELECT sourceId, lotId FROM analytics_parking_lot
-         WHERE district = {district:String} OR (district IS NULL AND sourceId IN {districtSources:Array(String)}))`,
+         WHERE district = {district:String} OR (ifNull(district, '') = '' AND sourceId IN {districtSources:Array(String)}))`,
     )
     params.district = s.district
     params.districtSources = s.districtSources ?? []

@@ -26,6 +26,7 @@ export const ANALYST_VIEWS = [
   'analytics_parking_session',
   'analytics_parking_lot_hour',
   'analytics_parking_lot_day',
+  'analytics_parking_district_hour',
   'analytics_parking_passage',
   'analytics_parking_occupancy',
   'analytics_bike_operator_status',

@@ -2,10 +2,11 @@ import { type FastifyInstance } from 'fastify'
 import { systemClock } from '../../lib/clock.ts'
 import { CitysyncError } from '../../lib/errors.ts'
 import { parseDuration } from '../../lib/duration.ts'
-import { FRESHNESS_STATES, type FreshnessState } from '../../quality/evaluate.ts'
 import { silenced } from '../../quality/notifier.ts'
-import { ALERT_STATUSES, type Alert, type AlertStatus, type Silence, SILENCE_MATCHERS, SyncHealthStore } from '../../quality/store.ts'
+import { ALERT_STATES, type AlertState, ALERT_STATUSES, type Alert, type AlertStatus, type Silence, SILENCE_MATCHERS, SyncHealthStore } from '../../quality/store.ts'
 import { type ApiDeps } from '../app.ts'
+import { actorOf } from '../auth.ts'
+import { MAX_PAGE, PAGE_FIELDS, pageOf, pageQuery, slicePage } from '../pagination.ts'
 
 // Alerts raised by the quality service, their acknowledgement, silences, and
 // the log of notification deliveries.
@@ -72,9 +73,9 @@ const ALERT_SCHEMA = {
     id: { type: 'integer' },
     fingerprint: { type: 'string' },
     sourceId: { type: 'string' },
-    entityId: { type: ['string', 'null'], description: 'car park, station or terminal; null for the whole source' },
-    entityKind: { type: ['string', 'null'] },
-    state: { type: 'string', enum: ['LATE', 'STALLED', 'STOPPED', 'SKEWED'] },
+    entityId: { type: ['string', 'null'], description: 'car park, station or terminal; a bike-share area (`row:column` of the grid); null for the whole source' },
+    entityKind: { type: ['string', 'null'], description: 'car-park, station, terminal, or area (bike-share balance)' },
+    state: { type: 'string', enum: [...ALERT_STATES], description: 'LATE, STALLED, STOPPED, SKEWED (freshness); ACCUMULATION, SHORTAGE (a bike-share area out of balance)' },
     status: { type: 'string', enum: [...ALERT_STATUSES] },
     labels: { type: 'object', additionalProperties: { type: 'string' } },
     annotations: { type: 'object', additionalProperties: { type: 'string' } },
@@ -128,11 +129,11 @@ export function alertRoutes(app: FastifyInstance, deps: ApiDeps): void {
   app.addSchema(ALERT_SCHEMA)
   app.addSchema(SILENCE_SCHEMA)
 
-  app.get<{ Querystring: { status?: AlertStatus; sourceId?: string; state?: FreshnessState; limit: number; offset: number } }>(
+  app.get<{ Querystring: { status?: AlertStatus; sourceId?: string; state?: AlertState; limit: number; offset: number } }>(
     '/api/v1/alerts',
     {
       schema: {
-        summary: 'Sync-health alerts, newest first (firing and resolved)',
+        summary: 'Sync-health and bike-share balance alerts, newest first (firing and resolved)',
         description: curl("curl -s 'localhost:3000/api/v1/alerts?status=firing'"),
         tags: ['sync health'],
         querystring: {
@@ -141,17 +142,16 @@ export function alertRoutes(app: FastifyInstance, deps: ApiDeps): void {
           properties: {
             status: { type: 'string', enum: [...ALERT_STATUSES] },
             sourceId: { type: 'string' },
-            state: { type: 'string', enum: [...FRESHNESS_STATES] },
-            limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100 },
-            offset: { type: 'integer', minimum: 0, default: 0 },
+            state: { type: 'string', enum: [...ALERT_STATES] },
+            ...pageQuery(),
           },
         },
         response: {
           200: {
             type: 'object',
-            required: ['items', 'total'],
-            properties: { items: { type: 'array', items: { $ref: 'Alert#' } }, total: { type: 'integer' } },
-            examples: [{ items: [ALERT_EXAMPLE], total: 1 }],
+            required: ['items', 'total', 'next'],
+            properties: { items: { type: 'array', items: { $ref: 'Alert#' } }, ...PAGE_FIELDS },
+            examples: [{ items: [ALERT_EXAMPLE], total: 1, next: null }],
           },
         },
       },
@@ -159,11 +159,11 @@ export function alertRoutes(app: FastifyInstance, deps: ApiDeps): void {
     async (req) => {
       const { items, total } = await store.listAlerts(req.query)
       const silences = await store.listSilences(qualityClock(deps).now())
-      return { items: items.map((a) => alertView(a, silences)), total }
+      return pageOf(items.map((a) => alertView(a, silences)), total, req.query)
     },
   )
 
-  app.post<{ Params: { id: number }; Body: { by: string; comment?: string } }>(
+  app.post<{ Params: { id: number }; Body: { by?: string; comment?: string } }>(
     '/api/v1/alerts/:id/ack',
     {
       schema: {
@@ -174,36 +174,43 @@ export function alertRoutes(app: FastifyInstance, deps: ApiDeps): void {
         body: {
           type: 'object',
           additionalProperties: false,
-          required: ['by'],
-          properties: { by: { type: 'string', minLength: 1, maxLength: 100 }, comment: { type: 'string', maxLength: 2000 } },
+          properties: {
+            by: { type: 'string', minLength: 1, maxLength: 100, description: 'ignored when authenticated: the acknowledgement is recorded under the caller' },
+            comment: { type: 'string', maxLength: 2000 },
+          },
           examples: [{ by: '值班员 李工', comment: '已电话联系厂商' }],
         },
         response: { 200: { $ref: 'Alert#' }, 404: { $ref: 'Error#' } },
       },
     },
     async (req) => {
-      const alert = await store.ackAlert(req.params.id, req.body.by, req.body.comment ?? null)
+      const alert = await store.ackAlert(req.params.id, actorOf(req, req.body?.by), req.body?.comment ?? null)
       return alertView(alert, await store.listSilences(qualityClock(deps).now()))
     },
   )
 
-  app.get<{ Querystring: { active?: boolean } }>(
+  app.get<{ Querystring: { active?: boolean; limit: number; offset: number } }>(
     '/api/v1/silences',
     {
       schema: {
         summary: 'Silences (active ones with ?active=true)',
         description: curl("curl -s 'localhost:3000/api/v1/silences?active=true'"),
         tags: ['sync health'],
-        querystring: { type: 'object', additionalProperties: false, properties: { active: { type: 'boolean' } } },
+        querystring: { type: 'object', additionalProperties: false, properties: { active: { type: 'boolean' }, ...pageQuery(MAX_PAGE) } },
         response: {
-          200: { type: 'object', required: ['items'], properties: { items: { type: 'array', items: { $ref: 'Silence#' } } }, examples: [{ items: [SILENCE_EXAMPLE] }] },
+          200: {
+            type: 'object',
+            required: ['items', 'total', 'next'],
+            properties: { items: { type: 'array', items: { $ref: 'Silence#' } }, ...PAGE_FIELDS },
+            examples: [{ items: [SILENCE_EXAMPLE], total: 1, next: null }],
+          },
         },
       },
     },
-    async (req) => ({ items: (await store.listSilences(req.query.active === true ? qualityClock(deps).now() : undefined)).map(silenceView) }),
+    async (req) => slicePage((await store.listSilences(req.query.active === true ? qualityClock(deps).now() : undefined)).map(silenceView), req.query),
   )
 
-  app.post<{ Body: { matchers: Record<string, string>; startsAt?: string; endsAt?: string; duration?: string; reason: string; createdBy: string } }>(
+  app.post<{ Body: { matchers: Record<string, string>; startsAt?: string; endsAt?: string; duration?: string; reason: string; createdBy?: string } }>(
     '/api/v1/silences',
     {
       schema: {
@@ -217,7 +224,7 @@ export function alertRoutes(app: FastifyInstance, deps: ApiDeps): void {
         body: {
           type: 'object',
           additionalProperties: false,
-          required: ['matchers', 'reason', 'createdBy'],
+          required: ['matchers', 'reason'],
           properties: {
             matchers: {
               type: 'object',
@@ -229,7 +236,7 @@ export function alertRoutes(app: FastifyInstance, deps: ApiDeps): void {
             endsAt: { type: 'string', format: 'date-time' },
             duration: { type: 'string', description: 'instead of endsAt: 30m, 4h, 1d' },
             reason: { type: 'string', minLength: 1, maxLength: 2000 },
-            createdBy: { type: 'string', minLength: 1, maxLength: 100 },
+            createdBy: { type: 'string', minLength: 1, maxLength: 100, description: 'ignored when authenticated: the silence is recorded under the caller' },
           },
           examples: [{ matchers: { sourceId: 'hengqin-parking' }, endsAt: '2026-11-21T08:00:00Z', reason: '厂商升级服务器，预计 16:00 恢复', createdBy: '值班员 李工' }],
         },
@@ -250,7 +257,7 @@ export function alertRoutes(app: FastifyInstance, deps: ApiDeps): void {
         }
       } else throw new CitysyncError('CITYSYNC_ERR_API_VALIDATION', ['a silence needs endsAt or duration'])
       if (!(endsAt > startsAt) || !(endsAt > now)) throw new CitysyncError('CITYSYNC_ERR_API_VALIDATION', ['endsAt must be after startsAt and in the future'])
-      const silence = await store.createSilence({ matchers: b.matchers, startsAt, endsAt, reason: b.reason, createdBy: b.createdBy })
+      const silence = await store.createSilence({ matchers: b.matchers, startsAt, endsAt, reason: b.reason, createdBy: actorOf(req, b.createdBy) })
       return reply.status(201).send(silenceView(silence))
     },
   )

@@ -1,4 +1,3 @@
-import { timingSafeEqual } from 'node:crypto'
 import { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import { systemClock, type Clock } from '../../lib/clock.ts'
 import { CitysyncError } from '../../lib/errors.ts'
@@ -529,7 +528,7 @@ export function analyticsRoutes(app: FastifyInstance, deps: AnalyticsDeps): Prom
       schema: {
         summary: 'Read-only SQL over the analytics views (analysts)',
         description:
-          'Off unless CITYSYNC_ANALYST_SQL=on; with CITYSYNC_ANALYST_SQL_TOKEN set it needs `Authorization: Bearer <token>`. One SELECT over the analytics_* views, run with readonly = 1 and the limits max_execution_time, max_result_rows and max_memory_usage (CITYSYNC_ANALYST_SQL_MAX_SECONDS, _MAX_ROWS, _MAX_MEMORY). No SETTINGS, table functions or functions that reach outside the data. On a ClickHouse server, give analysts a read-only user instead (docs/metrics.md).\n\n' +
+          'Off unless CITYSYNC_ANALYST_SQL=on; for the analyst and admin roles (permission analytics:sql: a login or an API token). One SELECT over the analytics_* views, run with readonly = 1 and the limits max_execution_time, max_result_rows and max_memory_usage (CITYSYNC_ANALYST_SQL_MAX_SECONDS, _MAX_ROWS, _MAX_MEMORY). No SETTINGS, table functions or functions that reach outside the data. On a ClickHouse server, give analysts a read-only user instead (docs/metrics.md).\n\n' +
           curl(`curl -s -X POST localhost:3000/api/v1/analytics/sql -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json' \\\n  -d '{"sql": "SELECT lotId, day, occupancyRate FROM analytics_parking_lot_day WHERE day >= \\'2026-11-01\\' ORDER BY occupancyRate DESC LIMIT 10"}'`),
         tags: ['analytics'],
         body: {
@@ -567,11 +566,6 @@ export function analyticsRoutes(app: FastifyInstance, deps: AnalyticsDeps): Prom
     },
     async (req, reply) => {
       if (!cfg.sql.enabled) throw new CitysyncError('CITYSYNC_ERR_ANALYTICS_SQL_DISABLED', ['CITYSYNC_ANALYST_SQL=on'])
-      if (cfg.sql.token !== undefined) {
-        const given = Buffer.from(/^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '')
-        const want = Buffer.from(cfg.sql.token)
-        if (given.length !== want.length || !timingSafeEqual(given, want)) throw new CitysyncError('CITYSYNC_ERR_ANALYTICS_SQL_UNAUTHORIZED')
-      }
       const r = await runAnalystSql(wh, req.body.sql, cfg.sql)
       req.log.info({ sql: req.body.sql.slice(0, 500), rows: r.rows.length, elapsedMs: r.elapsedMs }, 'analyst sql')
       if (wantsCsv(req.body.format, req.headers.accept)) return reply.type('text/csv; charset=utf-8').send(toCsv(r.columns.map((c) => c.name), r.rows))

@@ -5,6 +5,8 @@ import { systemClock } from '../../lib/clock.ts'
 import { CitysyncError } from '../../lib/errors.ts'
 import { ONBOARDING_STATUSES, type LotOnboarding, type OnboardingChange, type OnboardingInput, type OnboardingStatus } from '../../lib/metadata/onboarding.ts'
 import { type ApiDeps } from '../app.ts'
+import { actorOf } from '../auth.ts'
+import { MAX_PAGE, PAGE_FIELDS, pageQuery, slicePage } from '../pagination.ts'
 
 // County feeds: file upload into a county source's drop folder, and the
 // onboarding status of county car parks.
@@ -82,7 +84,7 @@ const PUT_BODY = {
     onboardedDate: DATE,
     suspendedDate: DATE,
     note: { type: ['string', 'null'], maxLength: 2000 },
-    changedBy: { type: 'string', minLength: 1, maxLength: 100, description: 'who makes the change (default "api")' },
+    changedBy: { type: 'string', minLength: 1, maxLength: 100, description: 'ignored when authenticated: the history records the caller' },
     version: { type: 'integer', minimum: 0, description: 'the version this change is based on (0: create only); refused with 409 when the record moved on' },
   },
   examples: [
@@ -182,7 +184,7 @@ export function countyRoutes(app: FastifyInstance, deps: ApiDeps): Promise<void>
     },
   )
 
-  app.get<{ Querystring: { county?: string; status?: OnboardingStatus } }>(
+  app.get<{ Querystring: { county?: string; status?: OnboardingStatus; limit: number; offset: number } }>(
     '/api/v1/county/onboarding',
     {
       schema: {
@@ -194,15 +196,15 @@ export function countyRoutes(app: FastifyInstance, deps: ApiDeps): Promise<void>
         querystring: {
           type: 'object',
           additionalProperties: false,
-          properties: { county: { type: 'string', minLength: 1 }, status: { type: 'string', enum: [...ONBOARDING_STATUSES] } },
+          properties: { county: { type: 'string', minLength: 1 }, status: { type: 'string', enum: [...ONBOARDING_STATUSES] }, ...pageQuery(MAX_PAGE) },
         },
         response: {
           200: {
             type: 'object',
-            required: ['items', 'total', 'promoted'],
+            required: ['items', 'total', 'next', 'promoted'],
             properties: {
               items: { type: 'array', items: { $ref: 'LotOnboarding#' } },
-              total: { type: 'integer' },
+              ...PAGE_FIELDS,
               promoted: { type: 'array', items: { type: 'string' }, description: 'car parks moved to onboarded by this call' },
             },
           },
@@ -212,7 +214,7 @@ export function countyRoutes(app: FastifyInstance, deps: ApiDeps): Promise<void>
     async (req) => {
       const promoted = await promoteOnFirstData(metadata, warehouse, { county: req.query.county })
       const items = await metadata.onboarding.list({ county: req.query.county, status: req.query.status })
-      return { items: items.map(present), total: items.length, promoted: promoted.map((p) => p.lotId) }
+      return { ...slicePage(items.map(present), req.query), promoted: promoted.map((p) => p.lotId) }
     },
   )
 
@@ -258,7 +260,7 @@ export function countyRoutes(app: FastifyInstance, deps: ApiDeps): Promise<void>
     },
     async (req, reply) => {
       const { changedBy, version, ...input } = req.body
-      const result = await metadata.onboarding.put(req.params.lotId, input, changedBy ?? 'api', version)
+      const result = await metadata.onboarding.put(req.params.lotId, input, actorOf(req, changedBy), version)
       return reply.status(result.created ? 201 : 200).send(present(result.record))
     },
   )

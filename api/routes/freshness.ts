@@ -268,10 +268,19 @@ export function freshnessRoutes(app: FastifyInstance, deps: ApiDeps): void {
     },
   )
 
-  if (deps.quality !== undefined && !app.hasRoute({ method: 'GET', url: '/metrics' })) {
-    const registry = deps.quality.metrics.registry
-    app.get('/metrics', { schema: { summary: 'Prometheus metrics: freshness gauges per source, alerts, deliveries', tags: ['health'], description: curl('curl -s localhost:3000/metrics | grep citysync_source_state') } }, async (_req, reply) => {
-      return reply.header('content-type', registry.contentType).send(await registry.metrics())
-    })
+  // The process's registry (embedded: sink, bus lag, freshness, alerts, backups, process), else the quality service's.
+  const registry = deps.metrics ?? deps.quality?.metrics.registry
+  if (registry !== undefined && !app.hasRoute({ method: 'GET', url: '/metrics' })) {
+    app.get(
+      '/metrics',
+      {
+        schema: {
+          summary: 'Prometheus metrics: ingest per source, dead letters, batches and inserts, consumer lag, freshness, alerts and deliveries, backups',
+          description: 'The metric reference is in docs/operations.md (Monitoring).\n\n' + curl("curl -s localhost:3000/metrics | grep -E 'citysync_(source_state|source_rows_landed_total|dead_letters_total)'"),
+          tags: ['health'],
+        },
+      },
+      async (_req, reply) => reply.header('content-type', registry.contentType).send(await registry.metrics()),
+    )
   }
 }

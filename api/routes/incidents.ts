@@ -4,6 +4,8 @@ import { CitysyncError } from '../../lib/errors.ts'
 import { ledgerCsv, ledgerRows, ledgerXlsx } from '../../quality/incident-export.ts'
 import { type Alert, type Incident, type IncidentEvent, INCIDENT_STATUSES, type IncidentStatus } from '../../quality/store.ts'
 import { type ApiDeps } from '../app.ts'
+import { actorOf } from '../auth.ts'
+import { PAGE_FIELDS, pageOf, pageQuery } from '../pagination.ts'
 import { alertView, qualityClock, syncHealthStore } from './alerts.ts'
 
 // The incident ledger (故障台账): every fault with its occurrence time, scope,
@@ -154,16 +156,16 @@ export function incidentRoutes(app: FastifyInstance, deps: ApiDeps): void {
             to: { type: 'string', format: 'date-time', description: 'occurred before' },
             format: { type: 'string', enum: ['json', 'csv', 'xlsx'], default: 'json' },
             tz: { type: 'string', default: 'Asia/Shanghai', description: 'zone of the times in CSV and XLSX' },
-            limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100, description: 'JSON only; exports hold up to 10000 incidents' },
-            offset: { type: 'integer', minimum: 0, default: 0 },
+            ...pageQuery(),
+            limit: { ...pageQuery().limit, description: 'JSON only (at most 1000); exports hold up to 10000 incidents' },
           },
         },
         response: {
           200: {
             type: 'object',
-            required: ['items', 'total'],
-            properties: { items: { type: 'array', items: { $ref: 'Incident#' } }, total: { type: 'integer' } },
-            examples: [{ items: [INCIDENT_EXAMPLE], total: 1 }],
+            required: ['items', 'total', 'next'],
+            properties: { items: { type: 'array', items: { $ref: 'Incident#' } }, ...PAGE_FIELDS },
+            examples: [{ items: [INCIDENT_EXAMPLE], total: 1, next: null }],
           },
           400: { $ref: 'Error#' },
         },
@@ -181,7 +183,7 @@ export function incidentRoutes(app: FastifyInstance, deps: ApiDeps): void {
       }
       if (q.format === 'json') {
         const { items, total } = await store.listIncidents({ ...filter, limit: q.limit, offset: q.offset })
-        return { items: items.map(incidentView), total }
+        return pageOf(items.map(incidentView), total, q)
       }
       if (!isTimeZone(q.tz)) throw new CitysyncError('CITYSYNC_ERR_API_VALIDATION', [`tz ${JSON.stringify(q.tz)} is not an IANA time zone`])
       const { items } = await store.listIncidents({ ...filter, limit: MAX_EXPORT })
@@ -217,7 +219,7 @@ export function incidentRoutes(app: FastifyInstance, deps: ApiDeps): void {
     async (req) => detail(req.params.id),
   )
 
-  app.patch<{ Params: { id: number }; Body: { by: string; note?: string; rootCause?: string; assignee?: string | null; status?: 'closed'; version?: number } }>(
+  app.patch<{ Params: { id: number }; Body: { by?: string; note?: string; rootCause?: string; assignee?: string | null; status?: 'closed'; version?: number } }>(
     '/api/v1/incidents/:id',
     {
       schema: {
@@ -232,9 +234,8 @@ export function incidentRoutes(app: FastifyInstance, deps: ApiDeps): void {
         body: {
           type: 'object',
           additionalProperties: false,
-          required: ['by'],
           properties: {
-            by: { type: 'string', minLength: 1, maxLength: 100, description: 'who does this (recorded on the timeline)' },
+            by: { type: 'string', minLength: 1, maxLength: 100, description: 'ignored when authenticated: the timeline records the caller' },
             note: { type: 'string', maxLength: 4000, description: 'what was done' },
             rootCause: { type: 'string', minLength: 1, maxLength: 4000 },
             assignee: { type: ['string', 'null'], maxLength: 100 },
@@ -247,7 +248,7 @@ export function incidentRoutes(app: FastifyInstance, deps: ApiDeps): void {
       },
     },
     async (req) => {
-      await store.patchIncident(req.params.id, req.body)
+      await store.patchIncident(req.params.id, { ...req.body, by: actorOf(req, req.body.by) })
       return detail(req.params.id)
     },
   )

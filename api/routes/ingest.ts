@@ -5,13 +5,15 @@ import { connectorFor } from '../../connectors/registry.ts'
 import { isPushConnector, type PushAlgorithm, type PushAuth, type PushItem } from '../../connectors/parking-lots/push.ts'
 import { type JsonSchema } from '../../connectors/sdk/connector.ts'
 import { type Clock } from '../../lib/clock.ts'
-import { CitysyncError, errorMessage, isCitysyncError } from '../../lib/errors.ts'
+import { CitysyncError, isCitysyncError } from '../../lib/errors.ts'
+import { jsonErrorText } from '../../lib/plate-redaction.ts'
 import { type Bus } from '../../pipelines/bus/bus.ts'
 import { deriveEventId, type PlateProtector } from '../../pipelines/normalise.ts'
 import { Publisher } from '../../pipelines/publisher.ts'
 import { type SchemaCatalogue } from '../../schemas/catalogue.ts'
 import { type EventName } from '../../schemas/events.ts'
 import { type ApiDeps } from '../app.ts'
+import { hygieneFromEnv, ingestRateLimit } from '../hygiene.ts'
 
 // Push ingest: POST /api/v1/ingest/:sourceId.
 //
@@ -173,6 +175,7 @@ export function ingestRoutes(app: FastifyInstance, deps: ApiDeps): Promise<void>
     '/api/v1/ingest/:sourceId',
     {
       bodyLimit: INGEST_BODY_LIMIT,
+      config: { rateLimit: ingestRateLimit(deps.hygiene ?? hygieneFromEnv()) },
       validatorCompiler: bodyLeftToRoute,
       schema: {
         summary: 'Push a signed batch of vendor records to a push source; each record is acknowledged as accepted or rejected',
@@ -180,7 +183,7 @@ export function ingestRoutes(app: FastifyInstance, deps: ApiDeps): Promise<void>
           'Signature: `X-Citysync-Signature: hex(HMAC(secret, X-Citysync-Timestamp + "\\n" + body))`, HMAC-SHA256 or HMAC-SM3 as the source is configured; ' +
           '`X-Citysync-Timestamp` in epoch ms or s, within the replay window (default 5 min). A bad signature or timestamp is refused with 401 and nothing lands. ' +
           'Rejected records go to the dead-letter store with their reason and raw payload; the rest land. The answer comes once the pipeline holds the batch, ' +
-          `so an accepted record will land. A paused source answers 503 \`CITYSYNC_ERR_INGEST_PAUSED\` (send again later). Body at most ${INGEST_BODY_LIMIT} bytes.\n\n` +
+          `so an accepted record will land. A paused source answers 503 \`CITYSYNC_ERR_INGEST_PAUSED\` (send again later). Body at most ${INGEST_BODY_LIMIT} bytes. At most 600 pushes a minute per source and client address (\`CITYSYNC_INGEST_RATE_LIMIT\`), then 429 \`CITYSYNC_ERR_API_RATE_LIMITED\`.\n\n` +
           'Example:\n\n```sh\n' +
           "body='{\"records\":[{\"type\":\"in\",\"seq\":1,\"recordNo\":\"IN1\",\"parkCode\":\"P001\",\"plateNo\":\"粤C12345\",\"inTime\":\"2026-11-21 17:41:07\"}]}'\n" +
           'ts=$(date +%s%3N)\n' +
@@ -242,6 +245,7 @@ export function ingestRoutes(app: FastifyInstance, deps: ApiDeps): Promise<void>
           404: { $ref: 'Error#' },
           409: { $ref: 'Error#' },
           413: { $ref: 'Error#' },
+          429: { $ref: 'Error#' },
           503: { $ref: 'Error#' },
         },
       },
@@ -283,7 +287,8 @@ export function ingestRoutes(app: FastifyInstance, deps: ApiDeps): Promise<void>
       try {
         body = JSON.parse(text) as unknown
       } catch (err) {
-        return refuseBody('malformed_json', new CitysyncError('CITYSYNC_ERR_INGEST_BODY', [`not JSON: ${errorMessage(err)}`]))
+        // Without the parser's excerpt of the body, which may hold (part of) a plate.
+        return refuseBody('malformed_json', new CitysyncError('CITYSYNC_ERR_INGEST_BODY', [`not JSON: ${jsonErrorText(err)}`]))
       }
       let items: PushItem[]
       try {

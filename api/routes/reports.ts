@@ -6,6 +6,7 @@ import { LANGS } from '../../quality/report/labels.ts'
 import { FORMATS } from '../../quality/report/render.ts'
 import { checkFormat, checkLang, contentDisposition, type RenderedReport, Reports } from '../../quality/report/reports.ts'
 import { type ApiDeps } from '../app.ts'
+import { PAGE_FIELDS, pageOf, pageQuery } from '../pagination.ts'
 import { qualityClock } from './alerts.ts'
 
 // Reports for the bureau: the monthly data-synchronisation report
@@ -110,7 +111,7 @@ export function reportRoutes(app: FastifyInstance, deps: ApiDeps): void {
     },
   )
 
-  app.get<{ Querystring: { kind?: ArchiveKind; period?: string; limit: number } }>(
+  app.get<{ Querystring: { kind?: ArchiveKind; period?: string; limit: number; offset: number } }>(
     '/api/v1/reports/archive',
     {
       schema: {
@@ -120,13 +121,14 @@ export function reportRoutes(app: FastifyInstance, deps: ApiDeps): void {
         querystring: {
           type: 'object',
           additionalProperties: false,
-          properties: { kind: { type: 'string', enum: [...ARCHIVE_KINDS] }, period: { type: 'string' }, limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100 } },
+          properties: { kind: { type: 'string', enum: [...ARCHIVE_KINDS] }, period: { type: 'string' }, ...pageQuery() },
         },
         response: {
           200: {
             type: 'object',
-            required: ['items'],
+            required: ['items', 'total', 'next'],
             properties: {
+              ...PAGE_FIELDS,
               items: {
                 type: 'array',
                 items: {
@@ -150,6 +152,10 @@ export function reportRoutes(app: FastifyInstance, deps: ApiDeps): void {
         },
       },
     },
-    async (req) => ({ items: (await reports.archive.list({ ...(req.query.kind ? { kind: req.query.kind } : {}), ...(req.query.period ? { period: req.query.period } : {}), limit: req.query.limit })).map(entryView) }),
+    async (req) => {
+      const filter = { ...(req.query.kind ? { kind: req.query.kind } : {}), ...(req.query.period ? { period: req.query.period } : {}) }
+      const [items, total] = await Promise.all([reports.archive.list({ ...filter, limit: req.query.limit, offset: req.query.offset }), reports.archive.count(filter)])
+      return pageOf(items.map(entryView), total, req.query)
+    },
   )
 }

@@ -1,5 +1,5 @@
 import { Ajv2020 } from 'ajv/dist/2020.js'
-import { type FastifyInstance, type FastifyReply, type FastifySchemaCompiler } from 'fastify'
+import { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifySchemaCompiler } from 'fastify'
 import { type Logger } from 'pino'
 import { configSchemaFor, connectorFor } from '../../connectors/registry.ts'
 import { type CheckResult, type Ctx, type JsonSchema } from '../../connectors/sdk/connector.ts'
@@ -12,6 +12,8 @@ import { REDACTED, compileConnectorSchema, redactSecrets, validateSourceConfig }
 import { type Warehouse } from '../../pipelines/warehouse/warehouse.ts'
 import { composeStatus, landedFigures, SOURCE_STATES, type SourceStatus } from '../../quality/source-status.ts'
 import { type ApiDeps } from '../app.ts'
+import { actorOf } from '../auth.ts'
+import { MAX_PAGE, PAGE_FIELDS, nextOffset, pageQuery, slicePage } from '../pagination.ts'
 
 // Data sources over REST. The operations below the schemas are shared with
 // the CLI (cli/sources.ts), so that `citysync sources …` and the API refuse
@@ -507,6 +509,8 @@ function curl(text: string): string {
 export function sourceRoutes(app: FastifyInstance, deps: ApiDeps): void {
   const { metadata, warehouse } = deps
   const ops: SourceOps = { metadata, manager: deps.manager, log: deps.logger, actor: 'api' }
+  // The source's history names whoever is authenticated.
+  const opsFor = (req: FastifyRequest): SourceOps => ({ ...ops, actor: actorOf(req) })
   for (const schema of [STATUS_SCHEMA, SUMMARY_SCHEMA, DEFINITION_SCHEMA, SOURCE_SCHEMA, VALIDATION_ERROR_SCHEMA, CHECK_SCHEMA]) app.addSchema(schema)
 
   async function statusOf(id: string): Promise<ApiSourceStatus> {
@@ -533,7 +537,7 @@ export function sourceRoutes(app: FastifyInstance, deps: ApiDeps): void {
     }
   }
 
-  app.get<{ Querystring: { kind?: string; district?: string; operator?: string } }>(
+  app.get<{ Querystring: { kind?: string; district?: string; operator?: string; limit: number; offset: number } }>(
     '/api/v1/sources',
     {
       schema: {
@@ -542,17 +546,18 @@ export function sourceRoutes(app: FastifyInstance, deps: ApiDeps): void {
         tags: ['sources'],
         querystring: {
           type: 'object',
-          properties: { kind: { type: 'string' }, district: { type: 'string' }, operator: { type: 'string' } },
+          properties: { kind: { type: 'string' }, district: { type: 'string' }, operator: { type: 'string' }, ...pageQuery(MAX_PAGE) },
           additionalProperties: false,
         },
         response: {
           200: {
             type: 'object',
-            required: ['items', 'total'],
-            properties: { items: { type: 'array', items: { $ref: 'SourceSummary#' } }, total: { type: 'integer' } },
+            required: ['items', 'total', 'next'],
+            properties: { items: { type: 'array', items: { $ref: 'SourceSummary#' } }, ...PAGE_FIELDS },
             examples: [
               {
                 total: 1,
+                next: null,
                 items: [{ id: 'hengqin-parking', kind: 'parking-lots', name: '横琴口岸停车场平台', operator: '横琴停车公司', district: '横琴', status: STATUS_EXAMPLE }],
               },
             ],
@@ -561,10 +566,10 @@ export function sourceRoutes(app: FastifyInstance, deps: ApiDeps): void {
       },
     },
     async (req) => {
-      const sources = await metadata.sources.list(req.query)
-      const status = await sourceStatuses(metadata, warehouse, sources)
-      const items = sources.map((s) => ({ id: s.id, kind: s.kind, name: s.name, operator: s.operator, district: s.district, status: status.get(s.id)! }))
-      return { items, total: items.length }
+      const { kind, district, operator } = req.query
+      const page = slicePage(await metadata.sources.list({ kind, district, operator }), req.query)
+      const status = await sourceStatuses(metadata, warehouse, page.items)
+      return { ...page, items: page.items.map((s) => ({ id: s.id, kind: s.kind, name: s.name, operator: s.operator, district: s.district, status: status.get(s.id)! })) }
     },
   )
 
@@ -584,7 +589,7 @@ export function sourceRoutes(app: FastifyInstance, deps: ApiDeps): void {
     },
     (req, reply) =>
       withFieldErrors(reply, async () => {
-        const added = await addSource(ops, req.body)
+        const added = await addSource(opsFor(req), req.body)
         return reply.status(201).send(await viewOf(added))
       }),
   )
@@ -622,7 +627,7 @@ export function sourceRoutes(app: FastifyInstance, deps: ApiDeps): void {
       },
     },
     (req, reply) =>
-      withFieldErrors(reply, async () => viewOf(await updateSource(ops, req.params.id, req.body, req.query.version))),
+      withFieldErrors(reply, async () => viewOf(await updateSource(opsFor(req), req.params.id, req.body, req.query.version))),
   )
 
   app.delete<{ Params: { id: string }; Querystring: { force: boolean } }>(
@@ -647,7 +652,7 @@ export function sourceRoutes(app: FastifyInstance, deps: ApiDeps): void {
       },
     },
     async (req) => {
-      await removeSource(ops, req.params.id, req.query.force)
+      await removeSource(opsFor(req), req.params.id, req.query.force)
       return { id: req.params.id, removed: true }
     },
   )
@@ -663,7 +668,7 @@ export function sourceRoutes(app: FastifyInstance, deps: ApiDeps): void {
         response: { 200: E('CheckResult'), 404: E('Error') },
       },
     },
-    async (req) => checkSource(ops, await metadata.sources.get(req.params.id)),
+    async (req) => checkSource(opsFor(req), await metadata.sources.get(req.params.id)),
   )
 
   app.post<{ Params: { id: string }; Querystring: { force: boolean } }>(
@@ -679,7 +684,7 @@ export function sourceRoutes(app: FastifyInstance, deps: ApiDeps): void {
       },
     },
     async (req) => {
-      await deploySource(ops, req.params.id, req.query.force)
+      await deploySource(opsFor(req), req.params.id, req.query.force)
       return statusOf(req.params.id)
     },
   )
@@ -702,7 +707,7 @@ export function sourceRoutes(app: FastifyInstance, deps: ApiDeps): void {
         },
       },
       async (req) => {
-        await run(ops, req.params.id)
+        await run(opsFor(req), req.params.id)
         return statusOf(req.params.id)
       },
     )
@@ -744,6 +749,67 @@ export function sourceRoutes(app: FastifyInstance, deps: ApiDeps): void {
     async (req) => {
       const st = await metadata.connectorState.get(req.params.id)
       return { cursor: st.cursor ?? null, checkpointAt: st.checkpointAt === null ? null : new Date(st.checkpointAt).toISOString() }
+    },
+  )
+
+  app.get<{ Params: { id: string }; Querystring: { code?: string; limit: number; offset: number } }>(
+    '/api/v1/sources/:id/errors',
+    {
+      schema: {
+        summary: "A source's recent rejected records, newest first: stage, code, reason and the payload as received (plates masked)",
+        description: curl('curl -s "localhost:3000/api/v1/sources/hengqin-parking/errors?limit=20&code=future_timestamp"'),
+        tags: ['sources'],
+        params: ID_PARAMS,
+        querystring: {
+          type: 'object',
+          additionalProperties: false,
+          properties: { code: { type: 'string', minLength: 1, description: 'only this rejection code' }, ...pageQuery(50) },
+        },
+        response: {
+          200: {
+            type: 'object',
+            required: ['items', 'total', 'next'],
+            properties: {
+              items: {
+                type: 'array',
+                items: {
+                  type: 'object',
+                  required: ['eventId', 'occurredAt', 'receivedAt', 'stage', 'code', 'reason', 'family', 'raw'],
+                  properties: {
+                    eventId: { type: 'string' },
+                    occurredAt: { type: 'string', format: 'date-time' },
+                    receivedAt: { type: 'string', format: 'date-time' },
+                    stage: { type: 'string', examples: ['connector', 'normalise', 'sink'] },
+                    code: { type: 'string', examples: ['future_timestamp'] },
+                    reason: { type: 'string' },
+                    family: { type: ['string', 'null'] },
+                    raw: { type: 'string', description: 'the record as received, personal data protected' },
+                  },
+                },
+              },
+              ...PAGE_FIELDS,
+            },
+          },
+          404: E('Error'),
+        },
+      },
+    },
+    async (req) => {
+      await metadata.sources.get(req.params.id) // 404 for an unknown source
+      const { code, limit, offset } = req.query
+      const where = `sourceId = {source:String}${code === undefined ? '' : ' AND code = {code:String}'}`
+      const params = { source: req.params.id, limit, offset, ...(code === undefined ? {} : { code }) }
+      const [rows, counted] = await Promise.all([
+        warehouse.query<{ eventId: string; occurredAt: number; receivedAt: number; stage: string; code: string; reason: string; family: string | null; raw: string }>(
+          `SELECT eventId, toUnixTimestamp64Milli(occurredAt) AS occurredAt, toUnixTimestamp64Milli(receivedAt) AS receivedAt, stage, code, reason, family, raw
+             FROM dead_letter FINAL WHERE ${where} ORDER BY receivedAt DESC, eventId LIMIT {limit:UInt32} OFFSET {offset:UInt32}`,
+          params,
+        ),
+        warehouse.query<{ n: number }>(`SELECT count() AS n FROM dead_letter FINAL WHERE ${where}`, params),
+      ])
+      const total = Number(counted[0]?.n ?? 0)
+      const items = rows.map((r) => ({ ...r, occurredAt: new Date(Number(r.occurredAt)).toISOString(), receivedAt: new Date(Number(r.receivedAt)).toISOString() }))
+      return { items, total, next: nextOffset({ limit, offset }, items.length, total) }
     },
   )
 
@@ -803,7 +869,7 @@ export function sourceRoutes(app: FastifyInstance, deps: ApiDeps): void {
         if (fromBody !== undefined && fromQuery !== undefined) {
           throw new FieldValidationError('CITYSYNC_ERR_SOURCE_CURSOR_INVALID', [req.params.id, 'give the cursor in the body or the query, not both'], [{ path: 'cursor', message: 'given twice' }])
         }
-        return resetSourceCursor(ops, req.params.id, { cursor: fromBody ?? fromQuery, force: req.query.force })
+        return resetSourceCursor(opsFor(req), req.params.id, { cursor: fromBody ?? fromQuery, force: req.query.force })
       }),
   )
 }

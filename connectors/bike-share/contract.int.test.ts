@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import PQueue from 'p-queue'
 import { pino } from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { injectAsAdmin } from '../../api/test-stack.ts'
 import { type Embedded, startEmbedded } from '../../cli/embedded.ts'
 import { ManualClock } from '../../lib/clock.ts'
 import { loadConfig } from '../../lib/config.ts'
@@ -74,6 +75,7 @@ const q = async <T>(sql: string): Promise<T[]> => e.stores.warehouse.query<T>(sq
 beforeAll(async () => {
   await sim.start()
   e = await startEmbedded({ cfg: { ...loadConfig({ CITYSYNC_DATA_DIR: dir }), port: 0 }, demo: false, log: pino({ level: 'silent' }), clock, maxWaitMs: 10 })
+  await injectAsAdmin(e.app, e.stores.metadata, clock)
   const configs: [string, SimLayout, BikeShareConfig][] = [
     ['bike-gbfs23', '2.3', { gbfsUrl: sim.gbfsUrl('2.3'), fleetSize: FLEET, trips: { baseUrl: sim.url, pageSize: 40 } }],
     ['bike-gbfs30', '3.0', { gbfsUrl: sim.gbfsUrl('3.0'), language: 'en' }],

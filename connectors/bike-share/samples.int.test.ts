@@ -6,6 +6,7 @@ import { join } from 'node:path'
 import { Ajv } from 'ajv'
 import { pino } from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { injectAsAdmin } from '../../api/test-stack.ts'
 import { type Embedded, startEmbedded } from '../../cli/embedded.ts'
 import { loadConfig } from '../../lib/config.ts'
 import { requireService } from '../../infra/test/services.ts'
@@ -142,6 +143,7 @@ describe.skipIf(!available)('real GBFS snapshots through the pipeline', () => {
 
   beforeAll(async () => {
     e = await startEmbedded({ cfg: { ...loadConfig({ CITYSYNC_DATA_DIR: dir }), port: 0 }, demo: false, log: pino({ level: 'silent' }), maxWaitMs: 20 })
+    await injectAsAdmin(e.app, e.stores.metadata)
     for (const system of SYSTEMS) {
       const base = await serve(system)
       const id = sourceOf(system)

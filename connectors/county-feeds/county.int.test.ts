@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import { type Knex } from 'knex'
 import { pino } from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { injectAsAdmin } from '../../api/test-stack.ts'
 import { startEmbedded, type Embedded } from '../../cli/embedded.ts'
 import { loadConfig } from '../../lib/config.ts'
 import { formatLocal, parseLocal } from '../../lib/local-time.ts'
@@ -29,6 +30,7 @@ let e: Embedded
 beforeAll(async () => {
   process.env.CITYSYNC_MASTER_KEY = 'county-feeds-test-master-key-01'
   e = await startEmbedded({ cfg: { ...loadConfig({ CITYSYNC_DATA_DIR: join(dir, 'data') }), port: 0 }, demo: false, log: pino({ level: 'silent' }), maxWaitMs: 50 })
+  await injectAsAdmin(e.app, e.stores.metadata)
 })
 afterAll(async () => {
   await e?.close()
@@ -251,12 +253,14 @@ for (const [name, conn, run] of [['MariaDB', VENDOR_MYSQL, available.mysql], ['P
 }
 
 describe('county onboarding API', () => {
+  const ACTOR = 'token:test-admin'
   it('creates, moves and lists car parks, and promotes a connecting one when its first good data has landed', async () => {
     const put = (lotId: string, body: Record<string, unknown>) => e.app.inject({ method: 'PUT', url: `/api/v1/county/onboarding/${encodeURIComponent(lotId)}`, payload: body })
     const created = await put('RD-P001', { county: '如东县', name: '如东县人民医院停车场', sourceId: 'rudong-files', status: 'connecting', changedBy: '王工' })
     expect(created.statusCode).toBe(201)
     const today = formatLocal(Date.now(), ZONE).slice(0, 10)
-    expect(created.json()).toMatchObject({ lotId: 'RD-P001', status: 'connecting', connectedDate: today, version: 1, updatedBy: '王工' })
+    // Recorded under the authenticated caller, whatever changedBy says.
+    expect(created.json()).toMatchObject({ lotId: 'RD-P001', status: 'connecting', connectedDate: today, version: 1, updatedBy: ACTOR })
     expect((await put('RD-P002', { county: '如东县', sourceId: 'rudong-files', status: 'planned', plannedDate: '2027-03-31' })).statusCode).toBe(201)
     expect((await put('RD-P099', { county: '如东县', sourceId: 'rudong-files', status: 'connecting' })).statusCode).toBe(201)
     expect((await put('HA-P001', { county: '海安市', status: 'planned' })).statusCode).toBe(201)
@@ -269,8 +273,8 @@ describe('county onboarding API', () => {
     expect(body.total).toBe(3)
     expect(body.items.map((i) => [i.lotId, i.status, i.updatedBy])).toEqual([
       ['RD-P001', 'onboarded', 'citysync'],
-      ['RD-P002', 'planned', 'api'],
-      ['RD-P099', 'connecting', 'api'],
+      ['RD-P002', 'planned', ACTOR],
+      ['RD-P099', 'connecting', ACTOR],
     ])
     expect(body.items[0]!.onboardedDate).toBe(today)
     expect((await e.app.inject('/api/v1/county/onboarding?county=如东县')).json()).toMatchObject({ promoted: [] })
@@ -278,7 +282,7 @@ describe('county onboarding API', () => {
     const one = (await e.app.inject('/api/v1/county/onboarding/RD-P001')).json<{ history: { actor: string; from: string | null; to: string }[] }>()
     expect(one.history.map((h) => [h.actor, h.from, h.to])).toEqual([
       ['citysync', 'connecting', 'onboarded'],
-      ['王工', null, 'connecting'],
+      [ACTOR, null, 'connecting'],
     ])
 
     const back = await put('RD-P001', { status: 'planned' })

@@ -6,6 +6,7 @@
 
 import { type Ctx } from '../sdk/connector.ts'
 import { CitysyncError, errorMessage, isCitysyncError } from '../../lib/errors.ts'
+import { jsonErrorText } from '../../lib/plate-redaction.ts'
 
 export type ApiStream = 'in' | 'out' | 'space'
 
@@ -91,7 +92,8 @@ export function createClient(options: ClientOptions, ctx: Pick<Ctx, 'fetch' | 's
       try {
         json = JSON.parse(text)
       } catch (err) {
-        return { kind: 'malformed', raw: text, error: errorMessage(err) }
+        // Without V8's excerpt of the page: it may hold part of a plate.
+        return { kind: 'malformed', raw: text, error: jsonErrorText(err) }
       }
       const env = asEnvelope(json, path)
       if (env.code !== 0) throw vendorError(env, path)

@@ -81,6 +81,11 @@ export async function startWarehouseProcess(dataDir: string, port = 0): Promise<
   return { url: m[1]!, proc }
 }
 
+/** An admin credential for spawned processes with no users yet: pass TEST_BOOTSTRAP_ENV in their env, ADMIN_HEADERS with requests. */
+export const TEST_BOOTSTRAP_TOKEN = 'integration-test-bootstrap-token-0001'
+export const TEST_BOOTSTRAP_ENV = { CITYSYNC_BOOTSTRAP_TOKEN: TEST_BOOTSTRAP_TOKEN } as const
+export const ADMIN_HEADERS = { authorization: `Bearer ${TEST_BOOTSTRAP_TOKEN}` } as const
+
 /** A TCP port free right now on 127.0.0.1. */
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -94,9 +99,9 @@ export function freePort(): Promise<number> {
 }
 
 /** GET a JSON answer; undefined while the server is not up or answers an error. */
-export async function getJson<T>(url: string): Promise<T | undefined> {
+export async function getJson<T>(url: string, headers: Record<string, string> = {}): Promise<T | undefined> {
   try {
-    const r = await fetch(url)
+    const r = await fetch(url, { headers })
     return r.ok ? ((await r.json()) as T) : undefined
   } catch {
     return undefined

@@ -1,12 +1,12 @@
 import { execFile } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import pg from 'pg'
 import { afterAll, describe, expect, it } from 'vitest'
 import { ParkingSimulator } from '../../connectors/parking-lots/simulator.ts'
-import { freePort, getJson, REPO, type Spawned, spawnTs, startWarehouseProcess, until } from '../../infra/test/processes.ts'
+import { ADMIN_HEADERS, freePort, getJson, REPO, type Spawned, spawnTs, startWarehouseProcess, TEST_BOOTSTRAP_ENV, until } from '../../infra/test/processes.ts'
 import { POSTGRES_URL, postgresReachable, requireService } from '../../infra/test/services.ts'
 import { ServerWarehouse } from '../../pipelines/warehouse/server-warehouse.ts'
 import { ManualClock } from '../clock.ts'
@@ -17,8 +17,9 @@ import { ManualClock } from '../clock.ts'
 // ClickHouse exactly once: count() = uniqExact(eventId) = count() FINAL =
 // the simulator's ground truth.
 //
-// Two deployments: embedded (chDB in the citysync process, so the backup is
-// taken while it is stopped) and a shared warehouse over CLICKHOUSE_URL (the
+// Two deployments: embedded (chDB in the citysync process, so the process
+// backs itself up on its schedule while rows keep landing; `citysync backup`
+// from outside is refused) and a shared warehouse over CLICKHOUSE_URL (the
 // backup is taken while rows keep landing, which is where cursor/data
 // consistency matters).
 
@@ -83,6 +84,7 @@ function envOf(s: Stores): NodeJS.ProcessEnv {
     KAFKA_BROKERS: '',
     CITYSYNC_MASTER_KEY: MASTER_KEY,
     LOG_LEVEL: 'warn',
+    ...TEST_BOOTSTRAP_ENV,
   }
 }
 
@@ -96,8 +98,8 @@ function cli(s: Stores, args: string[]): Promise<string> {
   })
 }
 
-function startCitysync(s: Stores, port: number): Spawned {
-  const p = spawnTs('cli/main.ts', ['start', '--no-demo', '--port', String(port)], envOf(s))
+function startCitysync(s: Stores, port: number, env: NodeJS.ProcessEnv = {}): Spawned {
+  const p = spawnTs('cli/main.ts', ['start', '--no-demo', '--port', String(port)], { ...envOf(s), CITYSYNC_BACKUP_SCHEDULE: 'off', ...env })
   children.push(p)
   return p
 }
@@ -108,7 +110,7 @@ async function cursorAtEnd(port: number, sim: ParkingSimulator): Promise<void> {
   sim.advance()
   const counts = sim.counts()
   await until(`the cursor to reach ${JSON.stringify(counts)}`, async () => {
-    const c = await getJson<{ cursor: Cursor | null }>(`http://127.0.0.1:${port}/api/v1/sources/drill-lots/cursor`)
+    const c = await getJson<{ cursor: Cursor | null }>(`http://127.0.0.1:${port}/api/v1/sources/drill-lots/cursor`, ADMIN_HEADERS)
     return c?.cursor?.in === counts.in && c.cursor.out === counts.out && c.cursor.space === counts.space
   }, 240_000)
 }
@@ -174,25 +176,34 @@ describe.runIf(runPg)('restore drill', () => {
       const port = await freePort()
       await addSource(src, simUrl, 100)
 
-      // 1. Ingest the first 30 minutes of upstream history.
+      // 1. Ingest the first 30 minutes of upstream history, the process backing
+      //    itself up every 2 s while rows land (keeping the newest 2); stopped
+      //    as soon as a backup holds some passages, i.e. mid-flow.
       clock.set(start + 30 * 60_000)
-      let proc = startCitysync(src, port)
-      await cursorAtEnd(port, sim)
-      const phase1 = sim.truth().length
-      // While it runs, the embedded warehouse is its alone: the backup says so and changes nothing.
-      await expect(cli(src, ['backup', '--to', backups])).rejects.toThrow(
+      const proc1 = startCitysync(src, port, { CITYSYNC_BACKUP_SCHEDULE: '*/2 * * * * *', CITYSYNC_BACKUP_DIR: backups, CITYSYNC_BACKUP_KEEP: '2' })
+      const complete = (): string[] => readdirSync(backups).filter((n) => n.startsWith('citysync-')).sort()
+      const passagesIn = (name: string): number =>
+        (JSON.parse(readFileSync(join(backups, name, 'manifest.json'), 'utf8')) as BackupJson['manifest']).warehouse.tables.find((t) => t.name === 'parking_passage')?.rows ?? 0
+      await until('a backup holding passages, taken while rows land', () => Promise.resolve(complete().some((n) => passagesIn(n) > 0)), 120_000)
+      // From outside, the embedded warehouse is the running process's alone: refused, nothing written.
+      const refused = tmp('citysync-drill-refused-')
+      await expect(cli(src, ['backup', '--to', refused])).rejects.toThrow(
         /citysync: CITYSYNC_ERR_BACKUP_BUSY: the embedded warehouse .*\/clickhouse is open in another process \(a running `citysync start`\?\)/,
       )
-      expect(readdirSync(backups)).toEqual([])
-      expect(await proc.stop()).toBe(0)
+      expect(readdirSync(refused)).toEqual([])
+      expect(await proc1.stop()).toBe(0)
+      expect(complete().length).toBeLessThanOrEqual(2) // retention
 
-      // 2. Back up (embedded: chDB admits one process, so while citysync is stopped).
-      const b = JSON.parse(await cli(src, ['backup', '--to', backups, '--keep', '3', '--json'])) as BackupJson
-      expect(b.manifest.warehouse.tables.find((t) => t.name === 'parking_passage')?.rows).toBe(phase1)
+      // 2. The newest backup: whatever it holds, its manifest says, and the restore must give exactly that.
+      const newest = complete().at(-1)!
+      const b: BackupJson = { dir: join(backups, newest), manifest: JSON.parse(readFileSync(join(backups, newest, 'manifest.json'), 'utf8')) as BackupJson['manifest'] }
+      const phase1 = passagesIn(newest)
+      expect(phase1).toBeGreaterThan(0)
+      expect(phase1).toBeLessThanOrEqual(sim.truth().length)
 
       // 3. Keep ingesting after the backup: these rows are lost with the machine.
       clock.set(start + 40 * 60_000)
-      proc = startCitysync(src, port)
+      let proc = startCitysync(src, port)
       await cursorAtEnd(port, sim)
       expect(await proc.stop()).toBe(0)
 
@@ -249,7 +260,7 @@ describe.runIf(runPg)('restore drill', () => {
       clock.set(start + 45 * 60_000)
       const first = startCitysync(src, port)
       await until('rows to start landing', async () => {
-        const s = await getJson<{ rowsLanded: number }>(`http://127.0.0.1:${port}/api/v1/sources/drill-lots/status`)
+        const s = await getJson<{ rowsLanded: number }>(`http://127.0.0.1:${port}/api/v1/sources/drill-lots/status`, ADMIN_HEADERS)
         return s !== undefined && s.rowsLanded >= 1000 ? s.rowsLanded : undefined
       }, 240_000)
       // The upstream slows to a trickle meanwhile, so pages keep landing during the backup and the rest after it.

@@ -76,7 +76,7 @@ export function openWarehouseEngine(o: { clickhouseUrl: string | undefined; data
   } catch (err) {
     throw new CitysyncError(
       'CITYSYNC_ERR_BACKUP_BUSY',
-      [`the embedded warehouse ${dir}`, `${errorMessage(err)}; stop it first (infra/systemd/citysync-backup-embedded.service does, see docs/operations.md)`],
+      [`the embedded warehouse ${dir}`, `${errorMessage(err)}; a running citysync start backs itself up on CITYSYNC_BACKUP_SCHEDULE (docs/operations.md), or stop it first`],
       { cause: err },
     )
   }

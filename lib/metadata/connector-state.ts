@@ -1,4 +1,5 @@
 import { CitysyncError } from '../errors.ts'
+import { scrubPlates } from '../plate-redaction.ts'
 import {
   isForeignKeyViolation,
   jsonFromDb,
@@ -101,16 +102,18 @@ export class ConnectorStateRepo {
     const { dialect, clock } = this.#ctx
     const columns: Record<string, unknown> = { run_state: runState }
     if (error !== undefined) {
-      columns.last_error = error
+      columns.last_error = scrubPlates(error)
       columns.last_error_at = timestampToDb(dialect, clock.now())
     }
     await this.#upsert(sourceId, columns)
   }
 
   /** A failed run. The first failure of a streak goes into the history as 'error'. */
-  async recordFailure(sourceId: string, error: string, at: number): Promise<void> {
+  async recordFailure(sourceId: string, message: string, at: number): Promise<void> {
     const { knex, dialect } = this.#ctx
     const when = timestampToDb(dialect, at)
+    // Error texts quote upstream answers at times; a plate in one is masked here.
+    const error = scrubPlates(message)
     await knex.transaction(async (trx) => {
       const rows = await trx('connector_state')
         .insert({ source_id: sourceId, last_error: error, last_error_at: when, last_run_at: when, consecutive_failures: 1 })

@@ -91,6 +91,30 @@ export class KafkaBus implements Bus {
     return this.scope
   }
 
+  /**
+   * A metadata request to the brokers within `timeoutMs` (readiness): its own
+   * short-lived admin client without retries, so a down cluster answers fast.
+   */
+  async ping(timeoutMs: number): Promise<void> {
+    const admin = new Kafka({ ...kafkajsConfig(this.o.connection), connectionTimeout: timeoutMs, requestTimeout: timeoutMs, retry: { retries: 0 }, logLevel: KafkaLogLevel.NOTHING }).admin()
+    let timer: NodeJS.Timeout | undefined
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new CitysyncError('CITYSYNC_ERR_BUS_UNAVAILABLE', [`no metadata answer from ${this.o.connection.brokers.join(',')} within ${timeoutMs} ms`])), timeoutMs)
+    })
+    try {
+      await Promise.race([
+        (async () => {
+          await admin.connect()
+          await admin.fetchTopicMetadata({ topics: [] })
+        })(),
+        timeout,
+      ])
+    } finally {
+      clearTimeout(timer)
+      await admin.disconnect().catch(() => undefined)
+    }
+  }
+
   // ---- producing ----------------------------------------------------------
 
   private connectProducer(): Promise<RdKafka.Producer> {

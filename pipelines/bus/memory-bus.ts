@@ -145,6 +145,7 @@ export class MemoryBus implements Bus {
         try {
           await handler(batch, signal)
           t.commit(o.group, batch.lastOffset + 1)
+          o.onCommitted?.({ topic: name, partition: 0, committed: batch.lastOffset + 1, lag: t.end - batch.lastOffset - 1 })
           break
         } catch (err) {
           o.onError?.(err, batch, attempt)

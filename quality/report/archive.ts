@@ -104,11 +104,20 @@ export class ReportArchive {
   }
 
   /** Newest first. */
-  async list(filter: { kind?: ArchiveKind; period?: string; limit?: number } = {}): Promise<ArchiveEntry[]> {
-    const q = this.#knex('report_archive').select(LIST_COLUMNS).orderBy('id', 'desc').limit(filter.limit ?? 100)
+  async list(filter: { kind?: ArchiveKind; period?: string; limit?: number; offset?: number } = {}): Promise<ArchiveEntry[]> {
+    const q = this.#knex('report_archive').select(LIST_COLUMNS).orderBy('id', 'desc').limit(filter.limit ?? 100).offset(filter.offset ?? 0)
     if (filter.kind !== undefined) q.where('kind', filter.kind)
     if (filter.period !== undefined) q.where('period', filter.period)
     return ((await q) as Row[]).map(entry)
+  }
+
+  /** How many entries list() would page through. */
+  async count(filter: { kind?: ArchiveKind; period?: string } = {}): Promise<number> {
+    const q = this.#knex('report_archive')
+    if (filter.kind !== undefined) q.where('kind', filter.kind)
+    if (filter.period !== undefined) q.where('period', filter.period)
+    const row = (await q.count({ n: '*' }).first()) as { n: number | string } | undefined
+    return Number(row?.n ?? 0)
   }
 
   /** The current (newest) revision of every archived period of a kind. */

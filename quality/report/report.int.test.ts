@@ -5,6 +5,7 @@ import ExcelJS from 'exceljs'
 import { pino } from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { buildApp } from '../../api/app.ts'
+import { injectAsAdmin } from '../../api/test-stack.ts'
 import { type ParkingLotsCursor, parkingLotsConnector } from '../../connectors/parking-lots/connector.ts'
 import { ParkingSimulator } from '../../connectors/parking-lots/simulator.ts'
 import { type Ctx, type SourceMessage } from '../../connectors/sdk/connector.ts'
@@ -492,6 +493,7 @@ describe('archive, schedule and backfill', () => {
 
   it('serves reports over REST', async () => {
     const app = await buildApp({ metadata, warehouse: wh, logger: pino({ level: 'silent' }), version: 'test' })
+    await injectAsAdmin(app, metadata)
     try {
       const json = await app.inject({ method: 'GET', url: '/api/v1/reports/sync?month=2026-11' })
       expect(json.statusCode).toBe(200)
@@ -541,6 +543,7 @@ describe('the quarterly onboarding list', () => {
     expect(list.counties.find((c) => c.county === '海安市')!.changes).toEqual([])
     expect((await reports.archive.latestEntry('onboarding', '2026Q4', TZ))!.summary).toMatchObject({ onboarded: 2 })
     const app = await buildApp({ metadata, warehouse: wh, logger: pino({ level: 'silent' }), version: 'test' })
+    await injectAsAdmin(app, metadata)
     try {
       const csv = await app.inject({ method: 'GET', url: '/api/v1/reports/onboarding?quarter=2026Q4&format=csv' })
       expect(csv.body).toContain('RD-P001,如东县人民医院停车场,已接入,2026-10-31,2026-10-20,2026-11-02')
