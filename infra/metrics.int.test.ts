@@ -90,12 +90,24 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true })
 })
 
-async function addSource(id: string, sim: ParkingSimulator): Promise<void> {
+/**
+ * A fixed-offset zone in which `at` falls at about `hour` o'clock. The simulator's traffic follows
+ * the local hour (little at night, none in closed car parks), so the test places its sources'
+ * history in the early afternoon whatever time of day it runs.
+ */
+function zoneAt(at: number, hour: number): string {
+  let offset = (hour - new Date(at).getUTCHours() + 24) % 24
+  if (offset > 12) offset -= 24
+  // POSIX sign: Etc/GMT-8 is eight hours ahead of UTC.
+  return offset === 0 ? 'Etc/GMT' : offset > 0 ? `Etc/GMT-${offset}` : `Etc/GMT+${-offset}`
+}
+
+async function addSource(id: string, sim: ParkingSimulator, timezone: string): Promise<void> {
   sims[id] = sim
   const url = await sim.start(0)
   sim.advance()
   await e.stores.metadata.sources.add({
-    id, kind: 'parking-lots', name: id, operator: '横琴停车公司', district: '横琴', timezone: 'Asia/Shanghai',
+    id, kind: 'parking-lots', name: id, operator: '横琴停车公司', district: '横琴', timezone,
     schedule: { every: '1s' }, freshness: { maxDelay: '2h' }, config: { baseUrl: url, pageSize: 100 },
   })
   await e.stores.metadata.sources.setDesiredState(id, 'deployed', 'test')
@@ -123,8 +135,10 @@ describe('GET /metrics after a known embedded run', () => {
   it('shows ingest per source, dead letters per code, batches, lag, freshness, alert deliveries and the last backup, with the right values', async () => {
     const now = Date.now()
     // fresh-lots: recent traffic with bad records of every kind; old-lots: good records, all from 8 hours ago (late).
-    await addSource('fresh-lots', new ParkingSimulator({ seed: 11, lots: 3, eventsPerMinute: 200, maxEvents: 600, startAt: now - 5 * 60_000, faults: { badRate: 0.08, malformedSeqs: { in: [40] } } }))
-    await addSource('old-lots', new ParkingSimulator({ seed: 12, lots: 2, eventsPerMinute: 200, maxEvents: 150, startAt: now - 8 * 3600_000 }))
+    const freshZone = zoneAt(now, 13)
+    const oldZone = zoneAt(now - 8 * 3600_000, 13)
+    await addSource('fresh-lots', new ParkingSimulator({ seed: 11, lots: 3, timezone: freshZone, eventsPerMinute: 200, maxEvents: 600, startAt: now - 5 * 60_000, faults: { badRate: 0.08, malformedSeqs: { in: [40] } } }), freshZone)
+    await addSource('old-lots', new ParkingSimulator({ seed: 12, lots: 2, timezone: oldZone, eventsPerMinute: 200, maxEvents: 150, startAt: now - 8 * 3600_000 }), oldZone)
     await e.manager.reconcile()
     await drained('fresh-lots')
     await drained('old-lots')
