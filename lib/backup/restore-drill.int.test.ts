@@ -152,9 +152,15 @@ interface RestoreJson {
   ms: number
 }
 
-/** Simulated upstream: history starts 20 h ago, released in steps by moving its clock. */
+/**
+ * Simulated upstream, released in steps by moving its clock. History starts at 09:00 in Shanghai
+ * at least 20 h ago: the simulator's traffic follows the local hour, and a night start would send
+ * too little for the drill's phases.
+ */
 function simulator(slowMs: number): { sim: ParkingSimulator; clock: ManualClock; start: number } {
-  const start = Date.now() - 20 * 3600_000
+  const latest = Date.now() - 20 * 3600_000
+  let start = Math.floor(latest / 86_400_000) * 86_400_000 + 3600_000 // 01:00 UTC = 09:00 Asia/Shanghai
+  if (start > latest) start -= 86_400_000
   const clock = new ManualClock(start)
   const sim = new ParkingSimulator({ seed: 7, lots: 4, eventsPerMinute: 100, clock, startAt: start, faults: { slowMs } })
   return { sim, clock, start }
