@@ -136,7 +136,7 @@ describe('GET /metrics after a known embedded run', () => {
     const now = Date.now()
     // fresh-lots: recent traffic with bad records of every kind; old-lots: good records, all from 8 hours ago (late).
     const freshZone = zoneAt(now, 13)
-    const oldZone = zoneAt(now - 8 * 3600_000, 13)
+    const oldZone = zoneAt(now - 8 * 3600_000, 12) // now is 20:00-20:59 there: before the 22:00 closing, so still expected
     await addSource('fresh-lots', new ParkingSimulator({ seed: 11, lots: 3, timezone: freshZone, eventsPerMinute: 200, maxEvents: 600, startAt: now - 5 * 60_000, faults: { badRate: 0.08, malformedSeqs: { in: [40] } } }), freshZone)
     await addSource('old-lots', new ParkingSimulator({ seed: 12, lots: 2, timezone: oldZone, eventsPerMinute: 200, maxEvents: 150, startAt: now - 8 * 3600_000 }), oldZone)
     await e.manager.reconcile()
