@@ -30,6 +30,11 @@ describe('normalise', () => {
     expect(deriveEventId('src', 'ParkingPassage', entry)).toBe(a.event.eventId)
   })
 
+  it('keeps the ids already landed: SHA-256 of source, kind and key fields joined by 0x1f, first 128 bits', () => {
+    // Pinned: a change here would land every re-read record a second time.
+    expect(deriveEventId('src', 'ParkingPassage', { lotId: 'HQ01', recordNo: 'HQ01-IN-1', direction: 'entry' })).toBe('b9b4c21ffe3dcbc5e5d6e9bb30f5b567')
+  })
+
   it('fingerprints content without arrival time or the randomised cipher', () => {
     const a = normalise('ParkingPassage', entry, 'src', 1, protect)
     const b = normalise('ParkingPassage', entry, 'src', 999, protect)

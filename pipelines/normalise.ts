@@ -1,6 +1,10 @@
 import { createHash } from 'node:crypto'
+import * as nodeCrypto from 'node:crypto'
 import { PLATE_FIELD, scrubPlates } from '../lib/plate-redaction.ts'
 import { type AnyEvent, type Draft, EVENT_ROUTES, type EventName, type ParkingPassage } from '../schemas/events.ts'
+
+// crypto.hash arrived in Node 20.12; a named import would fail to link before that.
+const oneShotHash: typeof nodeCrypto.hash | undefined = nodeCrypto.hash
 
 /** What plate protection needs: the pipeline passes lib/crypto's protectPlate bound to its keys. */
 export type PlateProtector = (plate: string | null) => Pick<ParkingPassage, 'plateKey' | 'plateCipher' | 'plateMasked'>
@@ -11,9 +15,11 @@ export type PlateProtector = (plate: string | null) => Pick<ParkingPassage, 'pla
  * (EVENT_ROUTES[event].key). 128 bits, hex.
  */
 export function deriveEventId(sourceId: string, event: EventName, draft: Record<string, unknown>): string {
-  const h = createHash('sha256').update(sourceId).update('\x1f').update(event)
-  for (const field of EVENT_ROUTES[event].key) h.update('\x1f').update(String(draft[field]))
-  return h.digest('hex').slice(0, 32)
+  // One string, one native call: the digest of the same bytes as hashing them
+  // field by field (a hash object per event cost four times as much).
+  let text = sourceId + '\x1f' + event
+  for (const field of EVENT_ROUTES[event].key) text += '\x1f' + String(draft[field])
+  return oneShotHash === undefined ? createHash('sha256').update(text).digest('hex').slice(0, 32) : oneShotHash('sha256', text, 'hex').slice(0, 32)
 }
 
 export interface Normalised {

@@ -2,7 +2,7 @@ import { type Logger } from 'pino'
 import { type Clock } from '../lib/clock.ts'
 import { errorMessage } from '../lib/errors.ts'
 import { scrubPlates } from '../lib/plate-redaction.ts'
-import { type SchemaCatalogue } from '../schemas/catalogue.ts'
+import { type SchemaCatalogue, WIRE_HEADER_SIZE } from '../schemas/catalogue.ts'
 import { type AnyEvent, EVENT_ROUTES, type EventName, type IngestError, type ParkingPassage } from '../schemas/events.ts'
 import { type BatchJournal, type Bus, type IncomingBatch, type IncomingMessage, type OutgoingMessage, type SubscribeOptions, type Subscription } from './bus/bus.ts'
 import { deadLetterTopic } from './bus/topics.ts'
@@ -135,7 +135,8 @@ export class WarehouseSink {
   async handle(batch: IncomingBatch): Promise<void> {
     const started = performance.now()
     const now = this.o.clock.now()
-    const lines = new Map<string, string[]>()
+    // Rows go in as the Avro bodies they arrived as, one block per table and writer schema.
+    const blocks = new Map<string, { table: string; schemaId: number; datums: Buffer[]; bytes: number }>()
     const ingest = new Map<string, IngestAcc>() // `${sourceId}\x1f${table}`
     const dead: IngestError[] = []
     const fresh = new Map<string, string>() // ids first seen in this batch -> content
@@ -146,10 +147,12 @@ export class WarehouseSink {
     for (const m of batch.messages) {
       let name: EventName
       let event: AnyEvent
+      let schemaId: number
       try {
         const decoded = this.o.catalogue.decode(m.value)
         name = decoded.name
         event = decoded.value
+        schemaId = decoded.schemaId
       } catch (err) {
         const d = deadLetter(m.key, now, 'decode', 'undecodable', errorMessage(err), null, m.value.toString('base64'))
         dead.push(d)
@@ -203,9 +206,12 @@ export class WarehouseSink {
       fresh.set(event.eventId, content)
 
       const table = TABLE_OF.get(name)!
-      let tl = lines.get(table)
-      if (!tl) lines.set(table, (tl = []))
-      tl.push(JSON.stringify(event))
+      const bk = table + '\x1f' + schemaId
+      let block = blocks.get(bk)
+      if (!block) blocks.set(bk, (block = { table, schemaId, datums: [], bytes: 0 }))
+      const datum = m.value.subarray(WIRE_HEADER_SIZE)
+      block.datums.push(datum)
+      block.bytes += datum.length
 
       const k = event.sourceId + '\x1f' + table
       let acc = ingest.get(k)
@@ -229,7 +235,16 @@ export class WarehouseSink {
       await wh.insertJsonEachRow(table, Buffer.from(rows.join('\n') + '\n'), { dedupToken: `${token}-${table}` })
       inserts.push({ table, rows: rows.length, ms: performance.now() - t0 })
     }
-    for (const [table, tl] of lines) await insert(table, tl)
+    const perTable = new Map<string, number>()
+    for (const b of blocks.values()) perTable.set(b.table, (perTable.get(b.table) ?? 0) + 1)
+    for (const b of blocks.values()) {
+      const t0 = performance.now()
+      const schema = this.o.catalogue.writerSchema(b.schemaId)!
+      // Several writer versions of one table in a batch: each block its own token.
+      const suffix = perTable.get(b.table)! > 1 ? `-v${b.schemaId}` : ''
+      await wh.insertAvro(b.table, { schema: schema.text, columns: schema.fields, datums: b.datums, bytes: b.bytes }, { dedupToken: `${token}-${b.table}${suffix}` })
+      inserts.push({ table: b.table, rows: b.datums.length, ms: performance.now() - t0 })
+    }
     if (dead.length > 0) await insert('dead_letter', dead.map((d) => JSON.stringify(d)))
     if (ingest.size > 0) {
       const rows: string[] = []

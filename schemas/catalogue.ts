@@ -11,6 +11,8 @@ import { EVENT_NAMES, type EventName, type EventTypes } from './events.ts'
 // written with that schema. Nothing follows the body.
 const MAGIC = 0
 const HEADER_SIZE = 5
+/** Bytes before the Avro body of a wire message. */
+export const WIRE_HEADER_SIZE = HEADER_SIZE
 // Confluent Schema Registry ids are Java ints.
 const MAX_SCHEMA_ID = 0x7fff_ffff
 
@@ -36,6 +38,11 @@ export interface CatalogueEntry {
   readonly type: types.RecordType
   /** Absolute path of the .avsc file. */
   readonly file: string
+}
+
+export interface WriterSchema {
+  readonly text: string
+  readonly fields: readonly string[]
 }
 
 export type ValidationResult = { ok: true } | { ok: false; path: string; message: string }
@@ -128,6 +135,7 @@ export class SchemaCatalogue {
   private readonly latestByName: ReadonlyMap<EventName, LatestSlot>
   private readonly writers: ReadonlyMap<number, WriterSlot>
   private scratch = Buffer.allocUnsafe(16 * 1024)
+  private readonly texts = new Map<number, WriterSchema>()
 
   private constructor(latest: ReadonlyMap<EventName, LatestSlot>, writers: ReadonlyMap<number, WriterSlot>) {
     this.latestByName = latest
@@ -216,6 +224,21 @@ export class SchemaCatalogue {
   /** Any version by wire id, or undefined when the id is unknown. */
   byId(id: number): CatalogueEntry | undefined {
     return this.writers.get(id)?.entry
+  }
+
+  /**
+   * The schema a wire id was written with, as its .avsc text and top-level
+   * field names: what an Avro container holding bodies of that id declares.
+   */
+  writerSchema(id: number): WriterSchema | undefined {
+    let w = this.texts.get(id)
+    if (w === undefined) {
+      const entry = this.writers.get(id)?.entry
+      if (entry === undefined) return undefined
+      w = { text: readFileSync(entry.file, 'utf8'), fields: entry.type.fields.map((f) => f.name) }
+      this.texts.set(id, w)
+    }
+    return w
   }
 
   /** Validates and encodes with the latest schema, in the wire format above. */

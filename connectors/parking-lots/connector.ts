@@ -246,9 +246,29 @@ export const parkingLotsConnector: Connector<ParkingLotsConfig, ParkingLotsCurso
     const known = new Set<string>()
     try {
       yield* readLots(client, cfg, ctx, known)
-      for (const stream of cfg.streams) {
-        const finished = yield* readStream(stream, client, cfg, ctx, cur, known)
-        if (!finished) return
+      // A page of each stream in turn: a vehicle's exit follows its entry
+      // closely, as it did upstream, which keeps its plate's protection in
+      // the encoder's cache when a long backlog is read. Each stream's
+      // checkpoint comes after its page's items, so the shared cursor never
+      // passes an item not yet yielded.
+      let active = cfg.streams.map((stream) => readStream(stream, client, cfg, ctx, cur, known))
+      while (active.length > 0) {
+        const next: typeof active = []
+        for (const it of active) {
+          for (;;) {
+            const step = await it.next()
+            if (step.done) {
+              if (!step.value) return
+              break
+            }
+            yield step.value
+            if (step.value.type === 'checkpoint') {
+              next.push(it)
+              break
+            }
+          }
+        }
+        active = next
       }
     } catch (err) {
       // Stopped from outside (pause, shutdown): end quietly, the last checkpoint stands.

@@ -209,7 +209,8 @@ export class SourceRunner {
             break
         }
         if (publisher.bufferedCount >= flushEvery) void send().catch(() => undefined)
-        await waitForRoom()
+        // Awaited only when over budget: a resolved await per record costs a microtask turn each.
+        if (inFlightCount > maxInFlight) await waitForRoom()
         if (signal.aborted) break
       }
       publisher.heartbeat({

@@ -2,8 +2,8 @@
 // engine in process). It answers the part of ClickHouse's HTTP interface that
 // citysync's server driver (@clickhouse/client) uses: GET /ping, queries in the
 // body or in `query`, `param_*` bindings, settings as URL parameters, and
-// `INSERT ... FORMAT <fmt>` with the data in the body (insert_deduplication_token
-// included). Errors come back as ClickHouse's do: status 500, the
+// `INSERT INTO t [(columns)] FORMAT <fmt>` with the data in the body (Avro
+// containers included; insert_deduplication_token too). Errors come back as ClickHouse's do: status 500, the
 // X-ClickHouse-Exception-Code header and "Code: N. DB::Exception: ..." text.
 //
 // It lets several citysync processes (pipelines, quality, api) share one
@@ -17,10 +17,11 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import { mkdirSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { type RawInsertFormat, Session } from 'chdb'
+import { insertAvroContainer, openSpool } from '../../pipelines/warehouse/chdb-warehouse.ts'
 
 /** URL parameters that are not ClickHouse settings. */
 const NOT_SETTINGS = new Set(['query', 'query_id', 'database', 'session_id', 'default_format', 'enable_http_compression', 'role', 'user', 'password'])
-const INSERT_RE = /^\s*INSERT\s+INTO\s+([A-Za-z_][\w.]*|`[^`]+`)\s+FORMAT\s+(\w+)\s*$/i
+const INSERT_RE = /^\s*INSERT\s+INTO\s+([A-Za-z_][\w.]*|`[^`]+`)\s*(?:\(([^)]*)\))?\s*FORMAT\s+(\w+)\s*$/i
 
 export interface ChdbHttpServer {
   url: string
@@ -30,6 +31,7 @@ export interface ChdbHttpServer {
 export async function startChdbHttp(o: { dataDir: string; port?: number; host?: string }): Promise<ChdbHttpServer> {
   mkdirSync(o.dataDir, { recursive: true })
   const session = new Session(o.dataDir, { connectionArgs: ['--async_load_databases=0', '--output_format_json_quote_64bit_integers=0'] })
+  const spool = openSpool(o.dataDir)
   // One statement at a time: a chDB session is a single connection.
   let chain: Promise<unknown> = Promise.resolve()
   const serial = <T>(fn: () => Promise<T>): Promise<T> => {
@@ -59,8 +61,13 @@ export async function startChdbHttp(o: { dataDir: string; port?: number; host?: 
     const sql = inUrl ?? body.toString('utf8')
     const insert = inUrl !== null ? INSERT_RE.exec(inUrl) : null
     if (insert) {
-      const [, table, format] = insert
-      await serial(() => session.insert({ table: table!.replaceAll('`', ''), values: body, format: format as RawInsertFormat, settings }))
+      const [, rawTable, rawColumns, format] = insert
+      const table = rawTable!.replaceAll('`', '')
+      const columns = rawColumns?.split(',').map((c) => c.trim().replaceAll('`', '')).filter((c) => c.length > 0)
+      await serial(async () => {
+        if (format === 'Avro') await insertAvroContainer(session, spool, table, columns, body, settings)
+        else await session.insert({ table, values: body, format: format as RawInsertFormat, settings, ...(columns ? { columns } : {}) })
+      })
       res.writeHead(200, { 'content-type': 'text/plain', 'x-clickhouse-format': format! }).end()
       return
     }

@@ -1,15 +1,9 @@
 // ClickHouse SQL text for backups and restores: pure, so it is tested without an engine.
 
+import { sqlIdent, sqlString } from '../../pipelines/warehouse/sql.ts'
 import { type WarehouseColumn } from './manifest.ts'
 
-/** A string literal for ClickHouse SQL. */
-export function sqlString(s: string): string {
-  return `'${s.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`
-}
-
-export function sqlIdent(s: string): string {
-  return `\`${s.replace(/\\/g, '\\\\').replace(/`/g, '\\`')}\``
-}
+export { sqlIdent, sqlString }
 
 /** Row hash expression: every column cast to its backed-up type, so a restore into a newer schema hashes the same. */
 export function rowHashExpr(columns: readonly WarehouseColumn[]): string {

@@ -1,6 +1,8 @@
 import { Readable } from 'node:stream'
 import { createClient, type ClickHouseClient } from '@clickhouse/client'
 import { CitysyncError, errorMessage } from '../../lib/errors.ts'
+import { sqlIdent } from './sql.ts'
+import { avroContainer, type AvroBlock } from './avro-container.ts'
 import { type InsertOptions, type QueryParams, type Warehouse } from './warehouse.ts'
 
 /** A ClickHouse server (or cluster endpoint) over HTTP. */
@@ -52,6 +54,20 @@ export class ServerWarehouse implements Warehouse {
     }
   }
 
+  async insertAvro(table: string, block: AvroBlock, options: InsertOptions = {}): Promise<void> {
+    if (block.datums.length === 0) return
+    try {
+      const r = await this.client.exec({
+        query: `INSERT INTO ${sqlIdent(table)} (${block.columns.map(sqlIdent).join(', ')}) FORMAT Avro`,
+        values: Readable.from([avroContainer(block)]),
+        clickhouse_settings: options.dedupToken ? { insert_deduplication_token: options.dedupToken } : {},
+      })
+      r.stream.resume()
+    } catch (err) {
+      throw wrap(err)
+    }
+  }
+
   async close(): Promise<void> {
     await this.client.close()
   }
@@ -62,3 +78,4 @@ function wrap(err: unknown): CitysyncError {
   const unavailable = /ECONNREFUSED|ECONNRESET|ETIMEDOUT|socket hang up|Timeout/i.test(msg)
   return new CitysyncError(unavailable ? 'CITYSYNC_ERR_WAREHOUSE_UNAVAILABLE' : 'CITYSYNC_ERR_WAREHOUSE_QUERY', [msg], { cause: err })
 }
+

@@ -3,6 +3,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startWarehouseProcess, type Spawned } from '../../infra/test/processes.ts'
+import { SchemaCatalogue, WIRE_HEADER_SIZE } from '../../schemas/catalogue.ts'
+import { type ParkingPassage } from '../../schemas/events.ts'
 import { ChdbWarehouse } from './chdb-warehouse.ts'
 import { migrateWarehouse } from './migrate.ts'
 import { ServerWarehouse } from './server-warehouse.ts'
@@ -55,6 +57,29 @@ describe.each(transports)('warehouse contract on %s', (_name, open) => {
     await wh.insertJsonEachRow('parking_occupancy', toJsonEachRow(rows), { dedupToken: `${src}-a` })
     const [r] = await wh.query<{ n: number }>('SELECT count() AS n FROM parking_occupancy WHERE sourceId = {s:String}', { s: src })
     expect(r!.n).toBe(3)
+  })
+
+  it('inserts wire-message bodies as an Avro block: every type mapped by name, a repeated token dropped', async () => {
+    const catalogue = SchemaCatalogue.load()
+    const passages: ParkingPassage[] = [1, 2].map((i) => ({
+      sourceId: src, eventId: `p${i}`, occurredAt: 1_795_300_000_123 + i, receivedAt: 1_795_300_001_000, lotId: 'L1', recordNo: `R${i}`,
+      direction: i === 1 ? 'entry' : 'exit', gateId: i === 1 ? 'G1' : null, plateKey: 'ab'.repeat(32), plateCipher: null, plateMasked: '粤C·***45',
+      plateType: null, isBackfill: i === 2, feeCents: i === 2 ? 1500 : null, entryAt: i === 2 ? 1_795_299_000_000 : null,
+    }))
+    const datums = passages.map((p) => catalogue.encode('ParkingPassage', p).subarray(WIRE_HEADER_SIZE))
+    const schema = catalogue.writerSchema(catalogue.latest('ParkingPassage').id)!
+    const block = { schema: schema.text, columns: schema.fields, datums, bytes: datums.reduce((n, d) => n + d.length, 0) }
+    await wh.insertAvro('parking_passage', block, { dedupToken: `${src}-avro` })
+    await wh.insertAvro('parking_passage', block, { dedupToken: `${src}-avro` })
+    const rows = await wh.query<Record<string, unknown>>(
+      `SELECT eventId, toUnixTimestamp64Milli(occurredAt) AS occurredAt, direction, gateId, plateMasked, plateCipher, isBackfill, feeCents,
+        toUnixTimestamp64Milli(entryAt) AS entryAt FROM parking_passage WHERE sourceId = {s:String} ORDER BY eventId`,
+      { s: src },
+    )
+    expect(rows).toEqual([
+      { eventId: 'p1', occurredAt: 1_795_300_000_124, direction: 'entry', gateId: 'G1', plateMasked: '粤C·***45', plateCipher: null, isBackfill: false, feeCents: null, entryAt: null },
+      { eventId: 'p2', occurredAt: 1_795_300_000_125, direction: 'exit', gateId: null, plateMasked: '粤C·***45', plateCipher: null, isBackfill: true, feeCents: 1500, entryAt: 1_795_299_000_000 },
+    ])
   })
 
   it('binds parameters, returns 64-bit integers as numbers and nulls as null', async () => {
