@@ -98,7 +98,8 @@ describe('SourceRunner', () => {
     expect(outcome.rejected).toBe(4)
     expect(t.landedEvents.filter((n) => n === 'IngestError')).toHaveLength(4)
     expect(t.landedEvents.filter((n) => n === 'ParkingOccupancy')).toHaveLength(16)
-    expect(t.landedEvents.at(-1)).toBe('SourceHeartbeat')
+    // The heartbeat travels on its own topic: landed once, in no fixed order with the data topics.
+    expect(t.landedEvents.filter((n) => n === 'SourceHeartbeat')).toHaveLength(1)
     await t.stop()
   })
 
