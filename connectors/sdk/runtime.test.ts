@@ -135,6 +135,34 @@ describe('SourceRunner', () => {
     expect(t.landedEvents.filter((n) => n === 'ParkingOccupancy').length).toBeGreaterThanOrEqual(last.n)
     await t.stop()
   })
+
+  it('returns from stop only after the interrupted run has landed its records, its heartbeat and its checkpoint', async () => {
+    const endless: Connector<unknown, Cursor> = {
+      ...pagedConnector(0, 0),
+      async *read(_c, _cursor, ctx) {
+        for (let n = 1; !ctx.signal.aborted; n++) {
+          yield record('ParkingOccupancy', { lotId: 'L1', occurredAt: 1_700_000_000_000 + n, free: 1, capacity: 2, status: 'open' })
+          if (n % 10 === 0) yield checkpoint({ n })
+          await new Promise((r) => setTimeout(r, 1))
+        }
+      },
+    }
+    // A slow sink: the interrupted run's last sends take a while to land.
+    const t = setup(endless, 150)
+    const runStates: string[] = []
+    const setRunState = t.state.store.setRunState.bind(t.state.store)
+    t.state.store.setRunState = (id, s, m) => (runStates.push(s), setRunState(id, s, m))
+    t.runner.start()
+    await new Promise((r) => setTimeout(r, 300))
+    await t.runner.stop()
+    const atStop = { landed: t.landedEvents.length, saves: t.state.saved.length, states: runStates.length }
+    expect(t.landedEvents.filter((n) => n === 'SourceHeartbeat')).toHaveLength(1)
+    expect(runStates.at(-1)).toBe('stopped')
+    // Nothing of that run happens after stop has returned.
+    await new Promise((r) => setTimeout(r, 500))
+    expect({ landed: t.landedEvents.length, saves: t.state.saved.length, states: runStates.length }).toEqual(atStop)
+    await t.stop()
+  })
 })
 
 describe('SourceRunner with a warehouse that never lands', () => {

@@ -123,11 +123,15 @@ export class SourceRunner {
     const signal = this.stopper.signal
     while (!signal.aborted) {
       let delay: number
+      let run: Promise<RunOutcome> | undefined
       try {
-        await this.o.queue.add(() => this.runOnce(signal), { signal })
+        await this.o.queue.add(() => (run = this.runOnce(signal)), { signal })
         this.failures = 0
         delay = nextRunDelay(source.schedule, clock.now(), source.timezone)
       } catch (err) {
+        // A stop rejects the queue's promise at once, while a started run is still
+        // landing what it read and saving its checkpoint: stop waits for that.
+        if (run !== undefined) await Promise.allSettled([run])
         if (signal.aborted) break
         this.failures++
         const message = errorMessage(err)
