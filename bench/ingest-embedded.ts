@@ -19,6 +19,13 @@ import { startEmbedded } from '../cli/embedded.ts'
 const events = Number(process.argv[2] ?? 1_000_000)
 const lots = Number(process.argv[3] ?? 500)
 
+/** CPU seconds (user + system, every thread) a process has used so far, from /proc (clock ticks of 1/100 s). */
+function cpuSeconds(pid: number | 'self'): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  return (Number(fields[11]) + Number(fields[12])) / 100
+}
+
 function peakRssMb(): number {
   const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'))
   return m ? Number(m[1]) / 1024 : process.memoryUsage().rss / 2 ** 20
@@ -60,6 +67,7 @@ await e.stores.metadata.sources.add({
   config: { baseUrl: simUrl, pageSize: 1000 },
 })
 const t0 = performance.now()
+const cpu0 = { self: cpuSeconds('self'), sim: cpuSeconds(sim.pid!) }
 await e.stores.metadata.sources.setDesiredState('bench-lots', 'deployed', 'bench')
 await e.manager.reconcile()
 
@@ -73,6 +81,7 @@ const progress = setInterval(() => {
 }, 1000)
 while (e.sink.stats.landed + e.sink.stats.deadLettered < expected) await new Promise((r) => setTimeout(r, 20))
 const seconds = (performance.now() - t0) / 1000
+const cpu = { self: cpuSeconds('self') - cpu0.self, sim: cpuSeconds(sim.pid!) - cpu0.sim }
 clearInterval(progress)
 process.stderr.write('\n')
 
@@ -80,6 +89,8 @@ const [check] = await e.stores.warehouse.query<{ n: number }>(`SELECT count() AS
 const peak = peakRssMb()
 console.log(`landed: ${e.sink.stats.landed} rows (${check!.n} passages in ClickHouse), dead-lettered ${e.sink.stats.deadLettered}, batches ${e.sink.stats.batches}`)
 console.log(`throughput: ${(expected / seconds).toFixed(0)} events/s over ${seconds.toFixed(1)} s (connector read → rows landed)`)
+const perEvent = (sec: number): string => `${((sec * 1e6) / expected).toFixed(1)} µs/event`
+console.log(`cpu: citysync ${cpu.self.toFixed(1)} s (${perEvent(cpu.self)}, all threads), upstream simulator ${cpu.sim.toFixed(1)} s (${perEvent(cpu.sim)}); ${((cpu.self + cpu.sim) / seconds).toFixed(2)} of 2 cores busy`)
 console.log(`memory: main-thread JS heap peak ${(heapPeak / 2 ** 20).toFixed(0)} MB`)
 console.log(`memory: peak RSS ${peak.toFixed(0)} MB of this process (RSS after start ${rssBefore.toFixed(0)} MB; the simulator runs in its own process)`)
 

@@ -64,7 +64,8 @@ const sim = new ParkingSimulator({
 const bulk = num('bulk', values.bulk)
 if (bulk !== undefined) {
   const r = sim.generateBulk(bulk)
-  process.stdout.write(`generated ${r.passages} passages and ${r.spaces} space reports in ${Math.round(r.ms)} ms\n`)
+  const pre = sim.prerender()
+  process.stdout.write(`generated ${r.passages} passages and ${r.spaces} space reports in ${Math.round(r.ms)} ms (rendered in ${Math.round(pre.ms)} ms)\n`)
 }
 
 const url = await sim.start(num('port', values.port), values.host)

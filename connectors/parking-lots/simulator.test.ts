@@ -356,4 +356,26 @@ describe('ParkingSimulator.generateBulk', () => {
     expect(s.counts().in + s.counts().out).toBe(200_000)
     expect(() => s.generateBulk(10)).toThrow(/before any record/)
   })
+
+  it('serves the same bytes from prerendered items, defects and malformed pages included', () => {
+    const make = () => {
+      const s = new ParkingSimulator({ seed: 9, clock: new ManualClock(START), eventsPerMinute: 120, faults: { badRate: 0.05, malformedSeqs: { in: [33], out: [5] } } })
+      s.generateBulk(3_000)
+      return s
+    }
+    const plain = make()
+    const pre = make()
+    expect(() => new ParkingSimulator({ clock: new ManualClock(START) }).prerender()).toThrow(/finished generation/)
+    expect(pre.prerender().items).toBe(pre.counts().in + pre.counts().out + pre.counts().space)
+    let compared = 0
+    for (const stream of ['in', 'out', 'space'] as const) {
+      for (const [after, limit] of [[0, 1], [0, 100], [20, 40], [32, 1], [pre.counts()[stream] - 3, 10], [pre.counts()[stream] + 5, 10]] as const) {
+        expect(pre.page(stream, after, limit), `${stream} ${after} ${limit}`).toBe(plain.page(stream, after, limit))
+        compared++
+      }
+    }
+    expect(compared).toBe(18)
+    // The malformed item still breaks its pages.
+    expect(() => JSON.parse(pre.page('in', 30, 10)) as unknown).toThrow()
+  })
 })

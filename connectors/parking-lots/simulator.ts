@@ -343,6 +343,8 @@ export class ParkingSimulator {
   private passages = 0
   private finished = false
   private target = 0
+  /** Each item's JSON, once generation has finished and prerender() ran. */
+  private rendered: Record<SimStream, string[]> | null = null
 
   private server: Server | null = null
   private baseUrl: string | null = null
@@ -792,9 +794,14 @@ export class ParkingSimulator {
     const length = this.streamLength(stream)
     const from = Math.min(afterSeq, length)
     const to = Math.min(afterSeq + limit, length)
-    const list: Record<string, unknown>[] = []
-    for (let i = from; i < to; i++) list.push(stream === 'space' ? this.renderSpace(i) : this.renderPassage(stream, i))
-    const body = JSON.stringify({ code: 0, msg: 'success', data: { list, hasMore: to < length } })
+    let body: string
+    if (this.rendered !== null) {
+      body = `{"code":0,"msg":"success","data":{"list":[${this.rendered[stream].slice(from, to).join(',')}],"hasMore":${to < length}}}`
+    } else {
+      const list: Record<string, unknown>[] = []
+      for (let i = from; i < to; i++) list.push(this.renderItem(stream, i))
+      body = JSON.stringify({ code: 0, msg: 'success', data: { list, hasMore: to < length } })
+    }
     const bad = this.malformed[stream]
     if (bad.size > 0) {
       for (let i = from; i < to; i++) {
@@ -802,6 +809,27 @@ export class ParkingSimulator {
       }
     }
     return body
+  }
+
+  private renderItem(stream: SimStream, i: number): Record<string, unknown> {
+    return stream === 'space' ? this.renderSpace(i) : this.renderPassage(stream, i)
+  }
+
+  /**
+   * Renders every item's JSON once, after generateBulk: a benchmark's upstream
+   * then serves pages by joining strings, and what it measures is citysync's
+   * work, not the simulator's. The pages served are byte for byte the same.
+   */
+  prerender(): { items: number; ms: number } {
+    if (!this.finished) throw new Error('prerender needs a finished generation (generateBulk)')
+    const t0 = performance.now()
+    const out = { in: [] as string[], out: [] as string[], space: [] as string[] }
+    for (const stream of ['in', 'out', 'space'] as const) {
+      const n = this.streamLength(stream)
+      for (let i = 0; i < n; i++) out[stream].push(JSON.stringify(this.renderItem(stream, i)))
+    }
+    this.rendered = out
+    return { items: out.in.length + out.out.length + out.space.length, ms: performance.now() - t0 }
   }
 
   private streamLength(stream: SimStream): number {
