@@ -76,7 +76,7 @@ let heapPeak = 0
 const progress = setInterval(() => {
   heapPeak = Math.max(heapPeak, process.memoryUsage().heapUsed)
   const landed = e.sink.stats.landed
-  process.stderr.write(`\r  landed ${landed}/${expected}  (${Math.round((landed - last) / 1)} ev/s)   `)
+  process.stderr.write(`\r  landed ${landed}/${expected}  (${Math.round((landed - last) / 1)} ev/s, RSS ${Math.round(process.memoryUsage().rss / 2 ** 20)} MB)   `)
   last = landed
 }, 1000)
 while (e.sink.stats.landed + e.sink.stats.deadLettered < expected) await new Promise((r) => setTimeout(r, 20))
