@@ -23,6 +23,11 @@ import { ServerWarehouse } from '../pipelines/warehouse/server-warehouse.ts'
 const events = Number(process.argv[2] ?? 2_000_000)
 const lots = Number(process.argv[3] ?? 500)
 const brokers = process.argv[4] ?? process.env.KAFKA_BROKERS ?? '127.0.0.1:9092'
+// Checked first: the broker ceiling is measured with kcat after the run.
+if (spawnSync('bash', ['-c', 'command -v kcat']).status !== 0) {
+  console.error('kcat is not installed: the broker ceiling needs it (apt-get install kcat)')
+  process.exit(2)
+}
 const prefix = `bench${randomUUID().slice(0, 6)}.`
 const dataDir = mkdtempSync(join(tmpdir(), 'citysync-bench-kafka-'))
 const procs: Spawned[] = []
