@@ -9,27 +9,16 @@
 // protection, Avro, in-process bus, sink, chDB). Prints throughput and peak RSS.
 
 import { spawn } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pino } from 'pino'
 import { loadConfig } from '../lib/config.ts'
 import { startEmbedded } from '../cli/embedded.ts'
+import { procStat } from './proc.ts'
 
 const events = Number(process.argv[2] ?? 1_000_000)
 const lots = Number(process.argv[3] ?? 500)
-
-/** CPU seconds (user + system, every thread) a process has used so far, from /proc (clock ticks of 1/100 s). */
-function cpuSeconds(pid: number | 'self'): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-  return (Number(fields[11]) + Number(fields[12])) / 100
-}
-
-function peakRssMb(): number {
-  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'))
-  return m ? Number(m[1]) / 1024 : process.memoryUsage().rss / 2 ** 20
-}
 
 const sim = spawn(
   process.execPath,
@@ -67,7 +56,8 @@ await e.stores.metadata.sources.add({
   config: { baseUrl: simUrl, pageSize: 1000 },
 })
 const t0 = performance.now()
-const cpu0 = { self: cpuSeconds('self'), sim: cpuSeconds(sim.pid!) }
+const cpuS = (pid: number | 'self'): number => procStat(pid)?.cpuS ?? NaN
+const cpu0 = { self: cpuS('self'), sim: cpuS(sim.pid!) }
 await e.stores.metadata.sources.setDesiredState('bench-lots', 'deployed', 'bench')
 await e.manager.reconcile()
 
@@ -81,12 +71,12 @@ const progress = setInterval(() => {
 }, 1000)
 while (e.sink.stats.landed + e.sink.stats.deadLettered < expected) await new Promise((r) => setTimeout(r, 20))
 const seconds = (performance.now() - t0) / 1000
-const cpu = { self: cpuSeconds('self') - cpu0.self, sim: cpuSeconds(sim.pid!) - cpu0.sim }
+const cpu = { self: cpuS('self') - cpu0.self, sim: cpuS(sim.pid!) - cpu0.sim }
 clearInterval(progress)
 process.stderr.write('\n')
 
 const [check] = await e.stores.warehouse.query<{ n: number }>(`SELECT count() AS n FROM parking_passage WHERE sourceId = 'bench-lots'`)
-const peak = peakRssMb()
+const peak = procStat('self')!.peakRssMb
 console.log(`landed: ${e.sink.stats.landed} rows (${check!.n} passages in ClickHouse), dead-lettered ${e.sink.stats.deadLettered}, batches ${e.sink.stats.batches}`)
 console.log(`throughput: ${(expected / seconds).toFixed(0)} events/s over ${seconds.toFixed(1)} s (connector read → rows landed)`)
 const perEvent = (sec: number): string => `${((sec * 1e6) / expected).toFixed(1)} µs/event`

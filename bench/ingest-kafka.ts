@@ -13,12 +13,13 @@
 
 import { execFileSync, spawnSync } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Kafka, logLevel } from 'kafkajs'
 import { REPO, spawnTs, type Spawned, startWarehouseProcess } from '../infra/test/processes.ts'
 import { ServerWarehouse } from '../pipelines/warehouse/server-warehouse.ts'
+import { procStat, type ProcStat } from './proc.ts'
 
 const events = Number(process.argv[2] ?? 2_000_000)
 const lots = Number(process.argv[3] ?? 500)
@@ -31,23 +32,6 @@ if (spawnSync('bash', ['-c', 'command -v kcat']).status !== 0) {
 const prefix = `bench${randomUUID().slice(0, 6)}.`
 const dataDir = mkdtempSync(join(tmpdir(), 'citysync-bench-kafka-'))
 const procs: Spawned[] = []
-
-interface ProcStat {
-  peakRssMb: number
-  cpuS: number
-}
-
-/** Peak RSS (VmHWM) and CPU seconds of a live process, from /proc. */
-function procStat(pid: number): ProcStat | undefined {
-  try {
-    const status = readFileSync(`/proc/${pid}/status`, 'utf8')
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
-    const ticks = Number(stat[11]) + Number(stat[12])
-    return { peakRssMb: Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024, cpuS: ticks / 100 }
-  } catch {
-    return undefined
-  }
-}
 
 function env(whUrl: string): NodeJS.ProcessEnv {
   const { DATABASE_URL: _db, ...rest } = process.env
