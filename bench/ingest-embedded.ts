@@ -15,7 +15,7 @@ import { join } from 'node:path'
 import { pino } from 'pino'
 import { loadConfig } from '../lib/config.ts'
 import { startEmbedded } from '../cli/embedded.ts'
-import { procStat } from './proc.ts'
+import { procStat, threadCpu, threadCpuDelta } from './proc.ts'
 
 const events = Number(process.argv[2] ?? 1_000_000)
 const lots = Number(process.argv[3] ?? 500)
@@ -58,6 +58,7 @@ await e.stores.metadata.sources.add({
 const t0 = performance.now()
 const cpuS = (pid: number | 'self'): number => procStat(pid)?.cpuS ?? NaN
 const cpu0 = { self: cpuS('self'), sim: cpuS(sim.pid!) }
+const threads0 = threadCpu('self')
 await e.stores.metadata.sources.setDesiredState('bench-lots', 'deployed', 'bench')
 await e.manager.reconcile()
 
@@ -72,6 +73,7 @@ const progress = setInterval(() => {
 while (e.sink.stats.landed + e.sink.stats.deadLettered < expected) await new Promise((r) => setTimeout(r, 20))
 const seconds = (performance.now() - t0) / 1000
 const cpu = { self: cpuS('self') - cpu0.self, sim: cpuS(sim.pid!) - cpu0.sim }
+const threads = threadCpuDelta(threads0, threadCpu('self'))
 clearInterval(progress)
 process.stderr.write('\n')
 
@@ -81,6 +83,7 @@ console.log(`landed: ${e.sink.stats.landed} rows (${check!.n} passages in ClickH
 console.log(`throughput: ${(expected / seconds).toFixed(0)} events/s over ${seconds.toFixed(1)} s (connector read → rows landed)`)
 const perEvent = (sec: number): string => `${((sec * 1e6) / expected).toFixed(1)} µs/event`
 console.log(`cpu: citysync ${cpu.self.toFixed(1)} s (${perEvent(cpu.self)}, all threads), upstream simulator ${cpu.sim.toFixed(1)} s (${perEvent(cpu.sim)}); ${((cpu.self + cpu.sim) / seconds).toFixed(2)} of 2 cores busy`)
+console.log(`cpu by thread: ${threads.join(', ')}`)
 console.log(`memory: main-thread JS heap peak ${(heapPeak / 2 ** 20).toFixed(0)} MB`)
 console.log(`memory: peak RSS ${peak.toFixed(0)} MB of this process (RSS after start ${rssBefore.toFixed(0)} MB; the simulator runs in its own process)`)
 
