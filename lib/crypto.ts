@@ -1,8 +1,6 @@
 import {
   createCipheriv,
   createDecipheriv,
-  createHash,
-  createHmac,
   createSecretKey,
   hkdfSync,
   randomBytes,
@@ -12,10 +10,10 @@ import {
   type Cipher,
   type KeyObject,
 } from 'node:crypto'
-import * as nodeCrypto from 'node:crypto'
 import { chmod, link, mkdir, readFile, unlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { CitysyncError } from './errors.ts'
+import { Sm3Hmac } from './sm3.ts'
 
 // Node 20 (OpenSSL 3) offers sm3 and sm4-{ecb,cbc,cfb,ofb,ctr} but no SM4-GCM, so
 // sealed values are SM4-CBC under a random IV, then authenticated with a
@@ -43,61 +41,24 @@ export interface DerivedKeys {
 // Hot path (protectPlate, >100k calls/s): every key is prepared once and kept
 // beside its Buffer. Node's createHmac/createCipheriv build a fresh OpenSSL
 // context per call, which costs more than the SM3/SM4 work on a plate, so:
-// - HMAC-SM3 is computed as RFC 2104 from precomputed padded key blocks with
-//   the one-shot crypto.hash;
+// - HMAC-SM3 runs in lib/sm3.ts, with the key's pad blocks compressed once;
 // - SM4-CBC encryption chains blocks through one reused SM4-ECB context
 //   (CBC by definition: C[i] = E(P[i] xor C[i-1]), C[0] = E(P[0] xor IV)).
 // Both are checked against node's createHmac and sm4-cbc decipher in the tests.
 
-// crypto.hash arrived in Node 20.12; a named import would fail to link before that.
-const oneShotHash: typeof nodeCrypto.hash | undefined = nodeCrypto.hash
-
-const SM3_BLOCK = 64
-const SM3_SIZE = 32
-const HMAC_SCRATCH = 512
-
-class PreparedHmac {
-  readonly #key: KeyObject
-  // ipad block || message; opad block || inner digest
-  readonly #inner = Buffer.alloc(SM3_BLOCK + HMAC_SCRATCH)
-  readonly #outer = Buffer.alloc(SM3_BLOCK + SM3_SIZE)
-
-  constructor(key: Buffer) {
-    this.#key = createSecretKey(Buffer.from(key))
-    const k = key.length > SM3_BLOCK ? createHash('sm3').update(key).digest() : key
-    for (let i = 0; i < SM3_BLOCK; i++) {
-      const b = k[i] ?? 0
-      this.#inner[i] = b ^ 0x36
-      this.#outer[i] = b ^ 0x5c
-    }
-  }
-
-  hex(data: string | Buffer): string {
-    // At most 3 UTF-8 bytes per UTF-16 unit; longer input takes the general path.
-    const fits = typeof data === 'string' ? data.length * 3 <= HMAC_SCRATCH : data.length <= HMAC_SCRATCH
-    if (oneShotHash === undefined || !fits) {
-      return createHmac('sm3', this.#key).update(data).digest('hex')
-    }
-    const length = typeof data === 'string' ? this.#inner.write(data, SM3_BLOCK, 'utf8') : data.copy(this.#inner, SM3_BLOCK)
-    const innerHex = oneShotHash('sm3', this.#inner.subarray(0, SM3_BLOCK + length), 'hex')
-    this.#outer.write(innerHex, SM3_BLOCK, 'hex')
-    return oneShotHash('sm3', this.#outer, 'hex')
-  }
-}
-
 interface PreparedEncKey {
   ecb: Cipher
   cipherKey: KeyObject
-  tag: PreparedHmac
+  tag: Sm3Hmac
 }
 
-const macKeys = new WeakMap<Buffer, PreparedHmac>()
+const macKeys = new WeakMap<Buffer, Sm3Hmac>()
 const encKeys = new WeakMap<Buffer, PreparedEncKey>()
 
-function preparedMac(key: Buffer): PreparedHmac {
+function preparedMac(key: Buffer): Sm3Hmac {
   let prepared = macKeys.get(key)
   if (prepared === undefined) {
-    prepared = new PreparedHmac(key)
+    prepared = new Sm3Hmac(key)
     macKeys.set(key, prepared)
   }
   return prepared
@@ -113,7 +74,7 @@ function preparedEnc(key: Buffer): PreparedEncKey {
     prepared = {
       ecb: createCipheriv('sm4-ecb', cipherKey, null).setAutoPadding(false),
       cipherKey,
-      tag: new PreparedHmac(key.subarray(16, 32)),
+      tag: new Sm3Hmac(key.subarray(16, 32)),
     }
     encKeys.set(key, prepared)
   }
@@ -155,7 +116,7 @@ export function sm4Encrypt(key: Buffer, plaintext: string): string {
     for (let i = 0; i < BLOCK; i++) out[offset + i] = (out[offset + i] as number) ^ (out[offset - BLOCK + i] as number)
     ecb.update(out.subarray(offset, offset + BLOCK)).copy(out, offset)
   }
-  out.write(tag.hex(out.subarray(0, macEnd)).slice(0, TAG * 2), macEnd, 'hex')
+  tag.into(out.subarray(0, macEnd), out, macEnd, TAG)
   return out.toString('hex')
 }
 
