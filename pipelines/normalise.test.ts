@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { deriveEventId, hashContent, normalise, redactRaw } from './normalise.ts'
+import { deriveEventId, hashContent, normalise, passageContentHash, redactRaw, sameContentForm } from './normalise.ts'
 
 const protect = (plate: string | null) => ({
   plateKey: plate ? 'key:' + hashContent(plate.replace(/\s|·/g, '')) : null,
@@ -42,6 +42,37 @@ describe('normalise', () => {
     const moved = normalise('ParkingPassage', { ...entry, occurredAt: entry.occurredAt + 60_000 }, 'src', 1, protect)
     expect(moved.contentHash).not.toBe(a.contentHash)
     expect(hashContent('{"x":1}')).not.toBe(hashContent('{"x":2}'))
+  })
+
+  it('tells apart passages that differ in any one field, in type or in null against empty', () => {
+    const base = passageContentHash(entry, 'k1')
+    const variants = [
+      { ...entry, lotId: 'HQ02' },
+      { ...entry, recordNo: 'HQ01-IN-10' },
+      { ...entry, direction: 'exit' as const },
+      { ...entry, gateId: null },
+      { ...entry, gateId: '' },
+      { ...entry, plateType: 'green' },
+      { ...entry, isBackfill: true },
+      { ...entry, feeCents: 0 },
+      { ...entry, feeCents: 2 ** 32 },
+      { ...entry, entryAt: entry.occurredAt },
+      { ...entry, occurredAt: entry.occurredAt + 1 },
+      { ...entry, occurredAt: entry.occurredAt + 2 ** 32 },
+    ]
+    const hashes = new Set([base, passageContentHash(entry, null), passageContentHash(entry, 'k2'), ...variants.map((v) => passageContentHash(v, 'k1'))])
+    expect(hashes.size).toBe(variants.length + 3)
+    // The clear plate is not part of it: its key is.
+    expect(passageContentHash({ ...entry, plate: '粤C99999' }, 'k1')).toBe(base)
+    expect(passageContentHash(entry, 'k1')).toBe(base)
+  })
+
+  it('marks which hashing made a fingerprint, so a sink does not compare fingerprints of two releases', () => {
+    const passage = passageContentHash(entry, 'k1')
+    const older = hashContent('HQ01\x1fHQ01-IN-1')
+    expect(sameContentForm(passage, passageContentHash(entry, 'k2'))).toBe(true)
+    expect(sameContentForm(older, hashContent('{"x":1}'))).toBe(true)
+    expect(sameContentForm(passage, older)).toBe(false)
   })
 
   it('replaces the clear plate with its protected forms', () => {
