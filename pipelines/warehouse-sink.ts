@@ -7,7 +7,8 @@ import { type AnyEvent, EVENT_ROUTES, type EventName, type IngestError, type Par
 import { type BatchJournal, type Bus, type IncomingBatch, type IncomingMessage, type OutgoingMessage, type SubscribeOptions, type Subscription } from './bus/bus.ts'
 import { deadLetterTopic } from './bus/topics.ts'
 import { DedupeCache, UNKNOWN_CONTENT } from './dedupe-cache.ts'
-import { deriveEventId } from './normalise.ts'
+import { type SkimmedEvent } from '../schemas/skim.ts'
+import { deriveEventId, sameContentForm } from './normalise.ts'
 import { HEADER_CONTENT } from './publisher.ts'
 import { type Warehouse } from './warehouse/warehouse.ts'
 
@@ -146,13 +147,14 @@ export class WarehouseSink {
 
     for (const m of batch.messages) {
       let name: EventName
-      let event: AnyEvent
+      let event: SkimmedEvent
       let schemaId: number
       try {
-        const decoded = this.o.catalogue.decode(m.value)
-        name = decoded.name
-        event = decoded.value
-        schemaId = decoded.schemaId
+        // Only the fields checked here are built; the body goes to ClickHouse as it is.
+        const skimmed = this.o.catalogue.skim(m.value)
+        name = skimmed.name
+        event = skimmed.event
+        schemaId = skimmed.schemaId
       } catch (err) {
         const d = deadLetter(m.key, now, 'decode', 'undecodable', errorMessage(err), null, m.value.toString('base64'))
         dead.push(d)
@@ -166,19 +168,19 @@ export class WarehouseSink {
           continue
         }
         freshDead.add(event.eventId)
-        dead.push(event as IngestError)
+        dead.push(this.o.catalogue.decode(m.value).value as IngestError)
         continue
       }
       if (event.occurredAt > event.receivedAt + this.futureToleranceMs) {
         const d = deadLetter(
-            event.sourceId,
-            now,
-            'validate',
-            'future_timestamp',
-            `occurredAt ${new Date(event.occurredAt).toISOString()} is ahead of arrival ${new Date(event.receivedAt).toISOString()} by more than ${this.futureToleranceMs} ms`,
-            name,
-            rawOf(event),
-          )
+          event.sourceId,
+          now,
+          'validate',
+          'future_timestamp',
+          `occurredAt ${new Date(event.occurredAt).toISOString()} is ahead of arrival ${new Date(event.receivedAt).toISOString()} by more than ${this.futureToleranceMs} ms`,
+          name,
+          rawOf(this.o.catalogue.decode(m.value).value),
+        )
         dead.push(d)
         rejected.push({ m, d })
         continue
@@ -186,17 +188,18 @@ export class WarehouseSink {
       const content = m.headers[HEADER_CONTENT] ?? UNKNOWN_CONTENT
       const seen = fresh.get(event.eventId) ?? this.dedupe.get(event.eventId)
       if (seen !== undefined) {
-        if (seen === content || seen === UNKNOWN_CONTENT || content === UNKNOWN_CONTENT) {
+        if (seen === content || seen === UNKNOWN_CONTENT || content === UNKNOWN_CONTENT || !sameContentForm(seen, content)) {
           duplicates++
         } else {
+          const full = this.o.catalogue.decode(m.value).value
           const d = deadLetter(
             event.sourceId,
             now,
             'dedupe',
             'duplicate_record',
-            `record ${describeKey(name, event)} was already received with different content`,
+            `record ${describeKey(name, full)} was already received with different content`,
             name,
-            rawOf(event),
+            rawOf(full),
           )
           dead.push(d)
           rejected.push({ m, d })
@@ -223,7 +226,7 @@ export class WarehouseSink {
       if (event.occurredAt < acc.minEventTime) acc.minEventTime = event.occurredAt
       if (event.occurredAt > acc.maxEventTime) acc.maxEventTime = event.occurredAt
       if (event.receivedAt < acc.minReceivedAt) acc.minReceivedAt = event.receivedAt
-      if ((event as ParkingPassage).isBackfill === true) acc.backfillRows++
+      if (event.isBackfill) acc.backfillRows++
       else if (acc.maxLiveEventTime === null || event.occurredAt > acc.maxLiveEventTime) acc.maxLiveEventTime = event.occurredAt
     }
 

@@ -5,6 +5,7 @@ import { inspect } from 'node:util'
 import avro, { type Type, type types } from 'avsc'
 import { CitysyncError, errorMessage } from '../lib/errors.ts'
 import { EVENT_NAMES, type EventName, type EventTypes } from './events.ts'
+import { compileSkimmer, type SkimmedEvent, type Skimmer } from './skim.ts'
 
 // Wire format (Confluent): byte 0 = magic 0x00, bytes 1..4 = schema id as a
 // big-endian unsigned 32-bit integer, then the Avro binary body of the record
@@ -43,6 +44,12 @@ export interface CatalogueEntry {
 export interface WriterSchema {
   readonly text: string
   readonly fields: readonly string[]
+}
+
+export interface SkimmedMessage {
+  name: EventName
+  schemaId: number
+  event: SkimmedEvent
 }
 
 export type ValidationResult = { ok: true } | { ok: false; path: string; message: string }
@@ -111,6 +118,8 @@ interface WriterSlot {
   readonly reader: types.RecordType
   /** Undefined when the writer is the latest version itself. */
   readonly resolver: Resolver | undefined
+  /** Compiled on first use; null when the schema has a shape skim cannot walk. */
+  skimmer?: Skimmer | null
 }
 
 // avsc looks enum symbols up in a plain object, so inherited keys such as
@@ -292,6 +301,28 @@ export class SchemaCatalogue {
       ])
     }
     return { name: writer.entry.name, schemaId, value: decoded.value } as DecodedEvent
+  }
+
+  /**
+   * The sink's fields of a wire message (ids, times, backfill flag), read
+   * without building the event: the body is walked and checked as decode
+   * checks it. Falls back to a full decode for a schema it cannot walk.
+   */
+  skim(buf: Buffer): SkimmedMessage {
+    const { schemaId } = wireHeader(buf)
+    const writer = this.writers.get(schemaId)
+    if (!writer) throw new CitysyncError('CITYSYNC_ERR_SCHEMA_WIRE', [`unknown schema id ${schemaId}`])
+    if (writer.skimmer === undefined) writer.skimmer = compileSkimmer(writer.entry.type) ?? null
+    if (writer.skimmer === null) {
+      const { name, value } = this.decode(buf)
+      const v = value as unknown as SkimmedEvent
+      return { name, schemaId, event: { sourceId: v.sourceId, eventId: v.eventId, occurredAt: v.occurredAt, receivedAt: v.receivedAt, isBackfill: v.isBackfill === true } }
+    }
+    try {
+      return { name: writer.entry.name, schemaId, event: writer.skimmer(buf, HEADER_SIZE) }
+    } catch (err) {
+      throw new CitysyncError('CITYSYNC_ERR_SCHEMA_WIRE', [`undecodable body for ${describeEntry(writer.entry)}: ${errorMessage(err)}`], { cause: err })
+    }
   }
 
   /** Checks a value against the latest schema; on failure names the first bad field. */
