@@ -48,7 +48,7 @@ export interface RunnerOptions {
   queue: PQueue
   retry?: RetryPolicy
   requestTimeoutMs?: number
-  /** Messages handed to the bus and not yet safe, before the reader waits. */
+  /** Messages handed to the bus and not yet safe, before the reader waits (default 50k: two sink blocks in the pipe). */
   maxInFlight?: number
   /** Records buffered before they are sent even without a checkpoint. */
   flushEvery?: number
@@ -148,7 +148,7 @@ export class SourceRunner {
   /** One read from the saved cursor until the connector is caught up. */
   async runOnce(signal: AbortSignal = this.stopper.signal): Promise<RunOutcome> {
     const { source, connector, state, publisher, clock, log } = this.o
-    const maxInFlight = this.o.maxInFlight ?? 20_000
+    const maxInFlight = this.o.maxInFlight ?? 50_000
     const flushEvery = this.o.flushEvery ?? 5_000
     const started = clock.now()
     this.state = 'running'
