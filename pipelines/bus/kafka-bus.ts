@@ -47,6 +47,9 @@ export class KafkaBus implements Bus {
   private producer: RdKafka.Producer | undefined
   private producerReady: Promise<RdKafka.Producer> | undefined
   private roomWaiters: (() => void)[] = []
+  /** Produced and not yet reported on: what librdkafka's queue holds. */
+  private outstanding = 0
+  private readonly maxBuffered: number
   private readonly consumers = new Set<Consumer>()
   private closed = false
   private scope: Promise<string> | undefined
@@ -55,6 +58,8 @@ export class KafkaBus implements Bus {
   constructor(o: KafkaBusOptions) {
     this.o = o
     this.prefix = o.connection.topicPrefix
+    // Above the connectors' in-flight budget (50k), so that in steady flow a full queue is the exception.
+    this.maxBuffered = o.maxBufferedMessages ?? 100_000
     const log = o.log
     this.kafka = new Kafka({
       ...kafkajsConfig(o.connection),
@@ -119,6 +124,8 @@ export class KafkaBus implements Bus {
 
   private connectProducer(): Promise<RdKafka.Producer> {
     if (this.producerReady) return this.producerReady
+    // A new producer starts with an empty queue; reports of the old one no longer come.
+    this.outstanding = 0
     const p = new RdKafka.Producer(
       {
         ...rdkafkaConfig(this.o.connection),
@@ -126,8 +133,8 @@ export class KafkaBus implements Bus {
         'enable.idempotence': true,
         'linger.ms': 5,
         'batch.num.messages': 10_000,
-        'queue.buffering.max.messages': this.o.maxBufferedMessages ?? 50_000,
-        'queue.buffering.max.kbytes': 32 * 1024,
+        'queue.buffering.max.messages': this.maxBuffered,
+        'queue.buffering.max.kbytes': 64 * 1024,
         'reconnect.backoff.max.ms': 2_000,
         dr_cb: true,
       },
@@ -142,9 +149,15 @@ export class KafkaBus implements Bus {
           else d.reject(new CitysyncError('CITYSYNC_ERR_BUS_DELIVERY', [String(d.count), d.topic, errorMessage(d.failed)], { cause: d.failed }))
         }
       }
-      const waiters = this.roomWaiters
-      this.roomWaiters = []
-      for (const w of waiters) w()
+      this.outstanding--
+      // A full queue is retried once a quarter of it has drained, not after
+      // every report: each refused produce costs an exception, and retrying
+      // per report made one of those per message.
+      if (this.roomWaiters.length > 0 && this.outstanding <= this.maxBuffered * 0.75) {
+        const waiters = this.roomWaiters
+        this.roomWaiters = []
+        for (const w of waiters) w()
+      }
     })
     p.on('event.error', (err) => {
       this.o.log.warn({ err: errorMessage(err) }, 'kafka producer error; retrying')
@@ -186,11 +199,14 @@ export class KafkaBus implements Bus {
       rejectAll = rej
     })
     const d: Delivery = { remaining: messages.length, failed: undefined, resolve: resolveAll, reject: rejectAll, topic, count: messages.length }
+    const now = Date.now()
     for (const m of messages) {
-      const headers = Object.entries(m.headers).map(([k, v]) => ({ [k]: v }))
+      const headers: Record<string, string>[] = []
+      for (const k in m.headers) headers.push({ [k]: m.headers[k]! })
       for (;;) {
         try {
-          producer.produce(this.prefix + topic, null, m.value, m.key, Date.now(), d, headers)
+          producer.produce(this.prefix + topic, null, m.value, m.key, now, d, headers)
+          this.outstanding++
           break
         } catch (err) {
           if ((err as { code?: number }).code !== QUEUE_FULL) {
