@@ -18,8 +18,10 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Kafka, logLevel } from 'kafkajs'
 import { REPO, spawnTs, type Spawned, startWarehouseProcess } from '../infra/test/processes.ts'
+import { type AvroBlock } from '../pipelines/warehouse/avro-container.ts'
 import { ServerWarehouse } from '../pipelines/warehouse/server-warehouse.ts'
-import { procStat, type ProcStat } from './proc.ts'
+import { SchemaCatalogue, WIRE_HEADER_SIZE, wireHeader } from '../schemas/catalogue.ts'
+import { procStat, type ProcStat, threadCpu, threadCpuDelta } from './proc.ts'
 
 const events = Number(process.argv[2] ?? 2_000_000)
 const lots = Number(process.argv[3] ?? 500)
@@ -94,6 +96,7 @@ try {
   const connector = spawnTs('cli/main.ts', ['connect', '--source', 'bench-lots'], e, prof('connector'))
   procs.push(connector)
   const stats = new Map<string, ProcStat>()
+  const threads = new Map<string, Map<string, number>>()
   let producedAt = 0
   let lastLanded = 0
   for (;;) {
@@ -101,6 +104,10 @@ try {
     for (const [name, p] of [['connector', connector], ['pipeline', pipeline], ['warehouse', warehouse.proc]] as const) {
       const s = p.child.pid ? procStat(p.child.pid) : undefined
       if (s) stats.set(name, s)
+      if (p.child.pid) {
+        const t = threadCpu(p.child.pid)
+        if (t.size > 0) threads.set(name, t)
+      }
     }
     const k = await inKafka()
     if (!producedAt && k >= expected) producedAt = performance.now()
@@ -116,7 +123,9 @@ try {
   console.log(`end to end: ${fmt(expected / total)} events/s (${fmt(expected)} events in ${total.toFixed(1)} s, connector start → last row in ClickHouse)`)
   console.log(`  connector → Kafka: ${fmt(expected / produceS)} events/s (all acknowledged after ${produceS.toFixed(1)} s)`)
   console.log(`  Kafka → ClickHouse: landing kept up until ${total.toFixed(1)} s (${((total - produceS)).toFixed(1)} s after the last event was in Kafka)`)
-  for (const [name, s] of stats) console.log(`  ${name.padEnd(9)} peak RSS ${fmt(s.peakRssMb)} MB, CPU ${s.cpuS.toFixed(1)} s`)
+  for (const [name, s] of stats) {
+    console.log(`  ${name.padEnd(9)} peak RSS ${fmt(s.peakRssMb)} MB, CPU ${s.cpuS.toFixed(1)} s: ${threadCpuDelta(new Map<string, number>(), threads.get(name) ?? new Map<string, number>(), 0.3).join(', ')}`)
+  }
 
   // Ceiling 1: the broker's raw consume rate for the same passage topic, with kcat.
   const kcat = spawnSync('bash', ['-c', `time -p kcat -C -b ${brokers} -t ${prefix}citysync.parking.passage -o beginning -e -q -f '%o\\n' | wc -l`], { encoding: 'utf8' })
@@ -125,25 +134,32 @@ try {
   const kafkaCeiling = kcatCount / kcatS
   console.log(`ceiling, broker consume (kcat): ${fmt(kafkaCeiling)} messages/s (${fmt(kcatCount)} passages in ${kcatS.toFixed(1)} s)`)
 
-  // Ceiling 2: raw ClickHouse inserts of the same rows, 10k per insert, through the same endpoint.
+  // Ceiling 2: raw ClickHouse inserts of the same rows through the same endpoint, as
+  // the sink sends them: the passage messages' Avro bodies, read back from Kafka
+  // with kcat, in containers of 10k rows (a full sink batch of one partition).
+  // Only the inserts are timed.
   await wh.command('CREATE TABLE IF NOT EXISTS passage_ceiling AS parking_passage')
-  // The landed rows, read back in slices (one answer must stay under V8's string limit), then
-  // inserted again 10k per insert, as the sink does; only the inserts are timed.
   const sample = Math.min(passages, 500_000)
-  const bodies: Buffer[] = []
-  for (let off = 0; off < sample; off += 100_000) {
-    const rows = await wh.query<Record<string, unknown>>(
-      `SELECT * EXCEPT (occurredAt, receivedAt, entryAt), toUnixTimestamp64Milli(occurredAt) AS occurredAt, toUnixTimestamp64Milli(receivedAt) AS receivedAt, toUnixTimestamp64Milli(entryAt) AS entryAt
-       FROM parking_passage WHERE sourceId = 'bench-lots' ORDER BY lotId, direction, recordNo LIMIT 100000 OFFSET {off:UInt64}`,
-      { off },
-    )
-    for (let i = 0; i < rows.length; i += 10_000) bodies.push(Buffer.from(rows.slice(i, i + 10_000).map((r) => JSON.stringify(r)).join('\n') + '\n'))
+  const dump = spawnSync('kcat', ['-C', '-b', brokers, '-t', `${prefix}citysync.parking.passage`, '-o', 'beginning', '-c', String(sample), '-e', '-q', '-f', '%S\n%s'], { maxBuffer: 2 ** 30 })
+  const values: Buffer[] = []
+  for (let at = 0; at < dump.stdout.length; ) {
+    const nl = dump.stdout.indexOf(10, at)
+    const size = Number(dump.stdout.toString('latin1', at, nl))
+    values.push(dump.stdout.subarray(nl + 1, nl + 1 + size))
+    at = nl + 1 + size
+  }
+  const catalogue = SchemaCatalogue.load()
+  const blocks: AvroBlock[] = []
+  for (let i = 0; i < values.length; i += 10_000) {
+    const datums = values.slice(i, i + 10_000).map((v) => v.subarray(WIRE_HEADER_SIZE))
+    const writer = catalogue.writerSchema(wireHeader(values[i]!).schemaId)!
+    blocks.push({ schema: writer.text, columns: writer.fields, datums, bytes: datums.reduce((n, d) => n + d.length, 0) })
   }
   const ti = performance.now()
-  for (const b of bodies) await wh.insertJsonEachRow('passage_ceiling', b)
+  for (const [i, b] of blocks.entries()) await wh.insertAvro('passage_ceiling', b, { dedupToken: `ceiling-${i}` })
   const insertS = (performance.now() - ti) / 1000
-  const chCeiling = sample / insertS
-  console.log(`ceiling, ClickHouse insert (JSONEachRow, 10k rows per insert, same endpoint): ${fmt(chCeiling)} rows/s (${fmt(sample)} of the landed rows in ${insertS.toFixed(1)} s)`)
+  const chCeiling = values.length / insertS
+  console.log(`ceiling, ClickHouse insert (Avro, 10k rows per insert, same endpoint): ${fmt(chCeiling)} rows/s (${fmt(values.length)} of the passages in ${insertS.toFixed(1)} s)`)
   const lower = Math.min(kafkaCeiling, chCeiling)
   console.log(`end to end is ${((100 * expected) / total / lower).toFixed(0)}% of the lower ceiling (${fmt(lower)}/s)`)
 
