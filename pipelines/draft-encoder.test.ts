@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { deriveKeys } from '../lib/crypto.ts'
 import { SchemaCatalogue } from '../schemas/catalogue.ts'
-import { cachedProtector, type DraftItem, InlineEncoder, WorkerEncoder } from './draft-encoder.ts'
+import { cachedProtector, type DraftItem, encodePage, InlineEncoder, WorkerEncoder } from './draft-encoder.ts'
 
 const catalogue = SchemaCatalogue.load()
 const keys = deriveKeys('draft-encoder-test-master-key')
@@ -35,6 +35,45 @@ describe.each([
     } finally {
       await enc.close()
     }
+  })
+})
+
+describe('encodePage', () => {
+  it('writes pages larger than its buffer, every message intact and in order, rejected items taking no bytes', () => {
+    const protect = cachedProtector(keys)
+    const page: DraftItem[] = []
+    for (let i = 0; i < 6000; i++) {
+      const bad = i % 1000 === 999
+      page.push({
+        event: 'ParkingPassage',
+        draft: {
+          lotId: 'L1',
+          recordNo: `R${i}`,
+          direction: 'exit',
+          gateId: 'G'.repeat(1 + (i % 300)),
+          plate: `粤C${String(i).padStart(5, '0')}`,
+          plateType: 'blue',
+          isBackfill: false,
+          feeCents: bad ? ('x' as never) : i,
+          entryAt: 1_795_299_000_000,
+          occurredAt: 1_795_300_000_000 + i,
+        },
+        receivedAt: 1_795_300_100_000,
+      })
+    }
+    const out = encodePage(catalogue, protect, 'src-1', page)
+    expect(out.body.length).toBeGreaterThan(1 << 20)
+    const body = Buffer.from(out.body)
+    for (let i = 0; i < page.length; i++) {
+      if (i % 1000 === 999) {
+        expect(out.errors[i]).toMatch(/feeCents/)
+        expect(out.starts[i + 1]).toBe(out.starts[i])
+        continue
+      }
+      const d = catalogue.decode(body.subarray(out.starts[i], out.starts[i + 1]))
+      expect(d.value).toMatchObject({ recordNo: `R${i}`, feeCents: i, gateId: 'G'.repeat(1 + (i % 300)) })
+    }
+    expect(out.starts[page.length]).toBe(body.length)
   })
 })
 
