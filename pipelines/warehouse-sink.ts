@@ -168,7 +168,12 @@ export class WarehouseSink {
           continue
         }
         freshDead.add(event.eventId)
-        dead.push(this.o.catalogue.decode(m.value).value as IngestError)
+        const full = decodeOrNull(this.o.catalogue, m.value)
+        if (full === null) {
+          const d = deadLetter(m.key, now, 'decode', 'undecodable', 'dead-letter record skims but does not decode', null, m.value.toString('base64'))
+          dead.push(d)
+          rejected.push({ m, d })
+        } else dead.push(full as IngestError)
         continue
       }
       if (event.occurredAt > event.receivedAt + this.futureToleranceMs) {
@@ -179,7 +184,7 @@ export class WarehouseSink {
           'future_timestamp',
           `occurredAt ${new Date(event.occurredAt).toISOString()} is ahead of arrival ${new Date(event.receivedAt).toISOString()} by more than ${this.futureToleranceMs} ms`,
           name,
-          rawOf(this.o.catalogue.decode(m.value).value),
+          rawOf(decodeOrNull(this.o.catalogue, m.value)),
         )
         dead.push(d)
         rejected.push({ m, d })
@@ -191,13 +196,13 @@ export class WarehouseSink {
         if (seen === content || seen === UNKNOWN_CONTENT || content === UNKNOWN_CONTENT || !sameContentForm(seen, content)) {
           duplicates++
         } else {
-          const full = this.o.catalogue.decode(m.value).value
+          const full = decodeOrNull(this.o.catalogue, m.value)
           const d = deadLetter(
             event.sourceId,
             now,
             'dedupe',
             'duplicate_record',
-            `record ${describeKey(name, full)} was already received with different content`,
+            `record ${full === null ? `eventId=${event.eventId}` : describeKey(name, full)} was already received with different content`,
             name,
             rawOf(full),
           )
@@ -312,7 +317,17 @@ function deadLetter(
   return d
 }
 
-function rawOf(event: AnyEvent): string {
+/** The whole event, for a dead letter's payload; null when the body skimmed but does not decode. */
+function decodeOrNull(catalogue: SchemaCatalogue, value: Buffer): AnyEvent | null {
+  try {
+    return catalogue.decode(value).value
+  } catch {
+    return null
+  }
+}
+
+function rawOf(event: AnyEvent | null): string {
+  if (event === null) return '(not decodable)'
   const { plateCipher: _c, ...rest } = event as Partial<ParkingPassage>
   return JSON.stringify(rest)
 }
