@@ -93,7 +93,7 @@ export function compileSkimmer(type: Type): Skimmer | undefined {
     let isBackfill = false
     for (let i = 0; i < steps.length; i++) {
       if (i === backfillAt) isBackfill = r.boolean()
-      else r.skip(steps[i]!)
+      else r.pass(steps[i]!)
     }
     if (r.pos > buf.length) throw new Error(`body truncated (${buf.length} bytes in all)`)
     if (r.pos < buf.length) throw new Error(`${buf.length - r.pos} trailing bytes after the body`)
@@ -145,7 +145,8 @@ class Reader {
     return s
   }
 
-  skip(step: Step): void {
+  /** Reads past one value of `step`'s shape, checking it as a decode would. */
+  pass(step: Step): void {
     switch (step.code) {
       case NULL:
         return
@@ -179,7 +180,7 @@ class Reader {
         const i = this.long()
         const branch = step.branches[i]
         if (branch === undefined) throw new Error(`union branch ${i} out of range`)
-        this.skip(branch)
+        this.pass(branch)
         return
       }
     }
