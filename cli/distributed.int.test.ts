@@ -123,8 +123,10 @@ describe.runIf(run)('distributed mode over the real Kafka broker', () => {
     for (const d of dirs) rmSync(d, { recursive: true, force: true })
   })
 
-  it('SIGKILL a pipeline 10 times while a connector publishes 200k events: ClickHouse holds exactly the upstream', async () => {
-    const up = await upstream(7, 200_000, 50)
+  it('SIGKILL a pipeline 10 times while a connector publishes 300k events: ClickHouse holds exactly the upstream', async () => {
+    // Each incarnation lands about 20k passages before its kill, so 300k outlast ten
+    // cycles: with 200k the last kill could come after the last row had landed.
+    const up = await upstream(7, 300_000, 50)
     addSource('kill-lots', up.url)
     let pipeline = start(['pipeline'])
     await pipeline.waitFor(/pipeline ready/)
