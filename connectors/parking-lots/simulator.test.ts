@@ -357,7 +357,7 @@ describe('ParkingSimulator.generateBulk', () => {
     expect(() => s.generateBulk(10)).toThrow(/before any record/)
   })
 
-  it('serves the same bytes from prerendered items, defects and malformed pages included', () => {
+  it('serves the same bytes from prerendered items, defects and malformed pages included', async () => {
     const make = () => {
       const s = new ParkingSimulator({ seed: 9, clock: new ManualClock(START), eventsPerMinute: 120, faults: { badRate: 0.05, malformedSeqs: { in: [33], out: [5] } } })
       s.generateBulk(3_000)
@@ -377,5 +377,17 @@ describe('ParkingSimulator.generateBulk', () => {
     expect(compared).toBe(18)
     // The malformed item still breaks its pages.
     expect(() => JSON.parse(pre.page('in', 30, 10)) as unknown).toThrow()
+    // Over HTTP, prerendered pages go out as bytes: the same bytes, the right length.
+    const url = await pre.start()
+    try {
+      for (const [path, stream, after, limit] of [['/openapi/v1/records?type=out&', 'out', 0, 50], ['/openapi/v1/space?', 'space', 7, 3], ['/openapi/v1/records?type=in&', 'in', 30, 10]] as const) {
+        const res = await fetch(`${url}${path}afterSeq=${after}&limit=${limit}`)
+        const body = await res.text()
+        expect(body).toBe(plain.page(stream, after, limit))
+        expect(Number(res.headers.get('content-length'))).toBe(Buffer.byteLength(body))
+      }
+    } finally {
+      await pre.stop()
+    }
   })
 })

@@ -343,8 +343,8 @@ export class ParkingSimulator {
   private passages = 0
   private finished = false
   private target = 0
-  /** Each item's JSON, once generation has finished and prerender() ran. */
-  private rendered: Record<SimStream, string[]> | null = null
+  /** Every item's JSON as UTF-8, joined by commas, once generation has finished and prerender() ran. */
+  private rendered: Record<SimStream, RenderedStream> | null = null
 
   private server: Server | null = null
   private baseUrl: string | null = null
@@ -790,25 +790,34 @@ export class ParkingSimulator {
    * round trip (benchmarks use it). Generates up to clock.now() first.
    */
   page(stream: SimStream, afterSeq: number, limit: number): string {
+    const body = this.pageBody(stream, afterSeq, limit)
+    return typeof body === 'string' ? body : body.toString('utf8')
+  }
+
+  /** The same page as UTF-8 bytes when the items are prerendered (no encoding per request), else as text. */
+  private pageBody(stream: SimStream, afterSeq: number, limit: number): string | Buffer {
     this.advance()
     const length = this.streamLength(stream)
     const from = Math.min(afterSeq, length)
     const to = Math.min(afterSeq + limit, length)
+    const bad = this.malformed[stream]
+    let broken = false
+    for (let i = from; i < to && bad.size > 0; i++) if (bad.has(i + 1)) broken = true
+    const rendered = this.rendered?.[stream]
+    if (rendered !== undefined && !broken) {
+      // starts[i] is where item i begins; the comma after the last item of the page is left out.
+      const list = from === to ? EMPTY : rendered.bytes.subarray(rendered.starts[from], rendered.starts[to]! - 1)
+      return Buffer.concat([PAGE_HEAD, list, to < length ? PAGE_TAIL_MORE : PAGE_TAIL_LAST])
+    }
     let body: string
-    if (this.rendered !== null) {
-      body = `{"code":0,"msg":"success","data":{"list":[${this.rendered[stream].slice(from, to).join(',')}],"hasMore":${to < length}}}`
+    if (rendered !== undefined) {
+      body = `{"code":0,"msg":"success","data":{"list":[${rendered.bytes.subarray(rendered.starts[from], rendered.starts[to]! - 1).toString('utf8')}],"hasMore":${to < length}}}`
     } else {
       const list: Record<string, unknown>[] = []
       for (let i = from; i < to; i++) list.push(this.renderItem(stream, i))
       body = JSON.stringify({ code: 0, msg: 'success', data: { list, hasMore: to < length } })
     }
-    const bad = this.malformed[stream]
-    if (bad.size > 0) {
-      for (let i = from; i < to; i++) {
-        if (bad.has(i + 1)) return body.slice(0, Math.floor(body.length * 0.6))
-      }
-    }
-    return body
+    return broken ? body.slice(0, Math.floor(body.length * 0.6)) : body
   }
 
   private renderItem(stream: SimStream, i: number): Record<string, unknown> {
@@ -823,13 +832,25 @@ export class ParkingSimulator {
   prerender(): { items: number; ms: number } {
     if (!this.finished) throw new Error('prerender needs a finished generation (generateBulk)')
     const t0 = performance.now()
-    const out = { in: [] as string[], out: [] as string[], space: [] as string[] }
+    const out = {} as Record<SimStream, RenderedStream>
+    let items = 0
     for (const stream of ['in', 'out', 'space'] as const) {
       const n = this.streamLength(stream)
-      for (let i = 0; i < n; i++) out[stream].push(JSON.stringify(this.renderItem(stream, i)))
+      const parts: Buffer[] = []
+      const starts = new Int32Array(n + 1)
+      let at = 0
+      for (let i = 0; i < n; i++) {
+        const item = Buffer.from(JSON.stringify(this.renderItem(stream, i)) + ',')
+        starts[i] = at
+        at += item.length
+        parts.push(item)
+      }
+      starts[n] = at
+      out[stream] = { bytes: Buffer.concat(parts, at), starts }
+      items += n
     }
     this.rendered = out
-    return { items: out.in.length + out.out.length + out.space.length, ms: performance.now() - t0 }
+    return { items, ms: performance.now() - t0 }
   }
 
   private streamLength(stream: SimStream): number {
@@ -992,7 +1013,10 @@ export class ParkingSimulator {
     if (limit === null || limit < 1 || limit > MAX_PAGE_LIMIT) {
       return send(res, 400, { code: 400, msg: `limit must be an integer 1..${MAX_PAGE_LIMIT}`, data: null })
     }
-    sendText(res, 200, this.page(stream, afterSeq, limit))
+    const body = this.pageBody(stream, afterSeq, limit)
+    if (typeof body === 'string') return sendText(res, 200, body)
+    res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'content-length': body.length })
+    res.end(body)
   }
 }
 
@@ -1015,6 +1039,18 @@ function intParam(url: URL, name: string, fallback: number): number | null {
 function send(res: ServerResponse, status: number, body: unknown): void {
   sendText(res, status, JSON.stringify(body))
 }
+
+interface RenderedStream {
+  /** Each item's JSON followed by a comma. */
+  bytes: Buffer
+  /** Byte offset of each item, and the total length at [n]. */
+  starts: Int32Array
+}
+
+const PAGE_HEAD = Buffer.from('{"code":0,"msg":"success","data":{"list":[')
+const PAGE_TAIL_MORE = Buffer.from('],"hasMore":true}}')
+const PAGE_TAIL_LAST = Buffer.from('],"hasMore":false}}')
+const EMPTY = Buffer.alloc(0)
 
 function sendText(res: ServerResponse, status: number, text: string): void {
   res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) })
