@@ -67,6 +67,15 @@ describe('normalise', () => {
     expect(passageContentHash(entry, 'k1')).toBe(base)
   })
 
+  it('keeps the passage fingerprint stable across releases: messages still in Kafka carry the old one', () => {
+    const exit = { occurredAt: 1796647193000, lotId: 'HQ01', recordNo: 'HQ01-OUT-77', direction: 'exit' as const, gateId: 'G2', plate: '粤C12345', plateType: 'blue', isBackfill: false, feeCents: 1250, entryAt: 1796640000000 }
+    expect(passageContentHash(exit, 'a'.repeat(64))).toBe('39st8d:n53il0')
+    expect(passageContentHash({ ...exit, gateId: null, feeCents: null, entryAt: null, isBackfill: true, plateType: null, direction: 'entry', occurredAt: -5 }, null)).toBe('w0mf7b:aha92w')
+    expect(passageContentHash({ ...exit, lotId: '横琴口岸·P3', feeCents: 2 ** 40 + 3, occurredAt: 1.5 }, 'k')).toBe('tpchvr:kn43wc')
+    expect(hashContent('')).toBe('ztntfp.p76ayu')
+    expect(hashContent('{"lotId":"横琴","free":3}')).toBe('spxi40.g7tn9')
+  })
+
   it('marks which hashing made a fingerprint, so a sink does not compare fingerprints of two releases', () => {
     const passage = passageContentHash(entry, 'k1')
     const older = hashContent('HQ01\x1fHQ01-IN-1')
