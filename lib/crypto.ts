@@ -1,5 +1,4 @@
 import {
-  createCipheriv,
   createDecipheriv,
   createSecretKey,
   hkdfSync,
@@ -7,13 +6,13 @@ import {
   randomFillSync,
   scryptSync,
   timingSafeEqual,
-  type Cipher,
   type KeyObject,
 } from 'node:crypto'
 import { chmod, link, mkdir, readFile, unlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { CitysyncError } from './errors.ts'
 import { Sm3Hmac } from './sm3.ts'
+import { Sm4 } from './sm4.ts'
 
 // Node 20 (OpenSSL 3) offers sm3 and sm4-{ecb,cbc,cfb,ofb,ctr} but no SM4-GCM, so
 // sealed values are SM4-CBC under a random IV, then authenticated with a
@@ -42,12 +41,12 @@ export interface DerivedKeys {
 // beside its Buffer. Node's createHmac/createCipheriv build a fresh OpenSSL
 // context per call, which costs more than the SM3/SM4 work on a plate, so:
 // - HMAC-SM3 runs in lib/sm3.ts, with the key's pad blocks compressed once;
-// - SM4-CBC encryption chains blocks through one reused SM4-ECB context
-//   (CBC by definition: C[i] = E(P[i] xor C[i-1]), C[0] = E(P[0] xor IV)).
+// - SM4-CBC encryption chains blocks through lib/sm4.ts, the key's round keys
+//   expanded once (CBC by definition: C[i] = E(P[i] xor C[i-1]), C[0] = E(P[0] xor IV)).
 // Both are checked against node's createHmac and sm4-cbc decipher in the tests.
 
 interface PreparedEncKey {
-  ecb: Cipher
+  sm4: Sm4
   cipherKey: KeyObject
   tag: Sm3Hmac
 }
@@ -72,7 +71,7 @@ function preparedEnc(key: Buffer): PreparedEncKey {
     }
     const cipherKey = createSecretKey(Buffer.from(key.subarray(0, 16)))
     prepared = {
-      ecb: createCipheriv('sm4-ecb', cipherKey, null).setAutoPadding(false),
+      sm4: new Sm4(key.subarray(0, 16)),
       cipherKey,
       tag: new Sm3Hmac(key.subarray(16, 32)),
     }
@@ -101,7 +100,7 @@ export function sm3Hmac(key: Buffer, data: string): string {
 }
 
 export function sm4Encrypt(key: Buffer, plaintext: string): string {
-  const { ecb, tag } = preparedEnc(key)
+  const { sm4, tag } = preparedEnc(key)
   const text = Buffer.from(plaintext, 'utf8')
   const ctLength = (Math.floor(text.length / BLOCK) + 1) * BLOCK
   const macEnd = 1 + BLOCK + ctLength
@@ -114,7 +113,7 @@ export function sm4Encrypt(key: Buffer, plaintext: string): string {
   out.fill(ctLength - text.length, 1 + BLOCK + text.length, macEnd)
   for (let offset = 1 + BLOCK; offset < macEnd; offset += BLOCK) {
     for (let i = 0; i < BLOCK; i++) out[offset + i] = (out[offset + i] as number) ^ (out[offset - BLOCK + i] as number)
-    ecb.update(out.subarray(offset, offset + BLOCK)).copy(out, offset)
+    sm4.encryptBlock(out, offset)
   }
   tag.into(out.subarray(0, macEnd), out, macEnd, TAG)
   return out.toString('hex')
