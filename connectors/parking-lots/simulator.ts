@@ -804,14 +804,13 @@ export class ParkingSimulator {
     let broken = false
     for (let i = from; i < to && bad.size > 0; i++) if (bad.has(i + 1)) broken = true
     const rendered = this.rendered?.[stream]
-    if (rendered !== undefined && !broken) {
-      // starts[i] is where item i begins; the comma after the last item of the page is left out.
-      const list = from === to ? EMPTY : rendered.bytes.subarray(rendered.starts[from], rendered.starts[to]! - 1)
-      return Buffer.concat([PAGE_HEAD, list, to < length ? PAGE_TAIL_MORE : PAGE_TAIL_LAST])
-    }
     let body: string
     if (rendered !== undefined) {
-      body = `{"code":0,"msg":"success","data":{"list":[${rendered.bytes.subarray(rendered.starts[from], rendered.starts[to]! - 1).toString('utf8')}],"hasMore":${to < length}}}`
+      // starts[i] is where item i begins; the comma after the last item of the page is left out.
+      const list = from === to ? EMPTY : rendered.bytes.subarray(rendered.starts[from], rendered.starts[to]! - 1)
+      const bytes = Buffer.concat([PAGE_HEAD, list, to < length ? PAGE_TAIL_MORE : PAGE_TAIL_LAST])
+      if (!broken) return bytes
+      body = bytes.toString('utf8')
     } else {
       const list: Record<string, unknown>[] = []
       for (let i = from; i < to; i++) list.push(this.renderItem(stream, i))
