@@ -146,7 +146,7 @@ const DIGITS = '0123456789abcdefghijklmnopqrstuvwxyz'
 const DIGIT_PAIRS = Array.from({ length: 36 * 36 }, (_, i) => DIGITS[Math.floor(i / 36)]! + DIGITS[i % 36]!)
 
 /** `n.toString(36)` for a uint32, two digits a step (Number#toString(36) cost a quarter of a fingerprint). */
-function base36(n: number): string {
+export function base36(n: number): string {
   let s = ''
   while (n >= 1296) {
     s = DIGIT_PAIRS[n % 1296]! + s
