@@ -1,5 +1,5 @@
 import { EVENT_ROUTES, EVENT_NAMES } from '../schemas/events.ts'
-import { base36 } from './normalise.ts'
+import { base36, BASE36_DIGITS } from './normalise.ts'
 import { type Warehouse } from './warehouse/warehouse.ts'
 
 /** Marks an id loaded from the warehouse, whose content fingerprint is not known. */
@@ -17,7 +17,7 @@ const ID_TEXT = 4 // an id that is not 32 lowercase hex digits, kept in idText[s
 const HEX = new Int8Array(128).fill(-1)
 for (let i = 0; i < 16; i++) HEX['0123456789abcdef'.charCodeAt(i)] = i
 const B36 = new Int8Array(128).fill(-1)
-for (let i = 0; i < 36; i++) B36['0123456789abcdefghijklmnopqrstuvwxyz'.charCodeAt(i)] = i
+for (let i = 0; i < 36; i++) B36[BASE36_DIGITS.charCodeAt(i)] = i
 
 /**
  * Recently landed event ids with their content fingerprints, bounded in size

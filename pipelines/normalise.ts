@@ -142,8 +142,9 @@ export function passageContentHash(x: Draft<'ParkingPassage'>, plateKey: string 
   return base36(passageLane(LANE_A, x, plateKey) >>> 0) + ':' + base36(passageLane(LANE_B, x, plateKey) >>> 0)
 }
 
-const DIGITS = '0123456789abcdefghijklmnopqrstuvwxyz'
-const DIGIT_PAIRS = Array.from({ length: 36 * 36 }, (_, i) => DIGITS[Math.floor(i / 36)]! + DIGITS[i % 36]!)
+/** The digits base36 writes, in order. */
+export const BASE36_DIGITS = '0123456789abcdefghijklmnopqrstuvwxyz'
+const DIGIT_PAIRS = Array.from({ length: 36 * 36 }, (_, i) => BASE36_DIGITS[Math.floor(i / 36)]! + BASE36_DIGITS[i % 36]!)
 
 /** `n.toString(36)` for a uint32, two digits a step (Number#toString(36) cost a quarter of a fingerprint). */
 export function base36(n: number): string {
@@ -152,7 +153,7 @@ export function base36(n: number): string {
     s = DIGIT_PAIRS[n % 1296]! + s
     n = Math.floor(n / 1296)
   }
-  return (n < 36 ? DIGITS[n]! : DIGIT_PAIRS[n]!) + s
+  return (n < 36 ? BASE36_DIGITS[n]! : DIGIT_PAIRS[n]!) + s
 }
 
 /** Whether two content hashes were made the same way, so that unequal means different content. */
