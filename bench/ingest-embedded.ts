@@ -84,6 +84,9 @@ console.log(`throughput: ${(expected / seconds).toFixed(0)} events/s over ${seco
 const perEvent = (sec: number): string => `${((sec * 1e6) / expected).toFixed(1)} µs/event`
 console.log(`cpu: citysync ${cpu.self.toFixed(1)} s (${perEvent(cpu.self)}, all threads), upstream simulator ${cpu.sim.toFixed(1)} s (${perEvent(cpu.sim)}); ${((cpu.self + cpu.sim) / seconds).toFixed(2)} of 2 cores busy`)
 console.log(`cpu by thread: ${threads.join(', ')}`)
+console.log(
+  `cpu budget: two cores give ${((2 * 1e6 * seconds) / expected).toFixed(1)} µs per event at this rate, ${((2 * 1e6) / 100_000).toFixed(0)} µs at 100k events/s; used ${(((cpu.self + cpu.sim) * 1e6) / expected).toFixed(1)} µs (citysync and simulator)`,
+)
 console.log(`memory: main-thread JS heap peak ${(heapPeak / 2 ** 20).toFixed(0)} MB`)
 console.log(`memory: peak RSS ${peak.toFixed(0)} MB of this process (RSS after start ${rssBefore.toFixed(0)} MB; the simulator runs in its own process)`)
 
