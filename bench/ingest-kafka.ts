@@ -103,6 +103,8 @@ try {
     ['simulator', sim.child.pid],
   ] as const
   const othersCpu0 = new Map(others.map(([name, pid]) => [name, pid ? (procStat(pid)?.cpuS ?? NaN) : NaN]))
+  // Pipeline and warehouse started (and migrated) before the clock: their CPU so far is not the run's.
+  const startedCpu = [pipeline, warehouse.proc].reduce((n, p) => n + (p.child.pid ? (procStat(p.child.pid)?.cpuS ?? 0) : 0), 0)
   const t0 = performance.now()
   // BENCH_PROFILE=connector|pipeline writes a CPU profile of that process to ./profiles.
   const prof = (role: string): string[] => (process.env.BENCH_PROFILE === role ? ['--cpu-prof', '--cpu-prof-dir=profiles'] : [])
@@ -144,7 +146,7 @@ try {
     console.log(`  ${name.padEnd(9)} peak RSS ${fmt(s.peakRssMb)} MB, CPU ${s.cpuS.toFixed(1)} s: ${threadCpuDelta(new Map<string, number>(), threads.get(name) ?? new Map<string, number>(), 0.3).join(', ')}`)
   }
 
-  let allCpu = 0
+  let allCpu = -startedCpu
   for (const s of stats.values()) allCpu += s.cpuS
   for (const [name, pid] of others) {
     const used = (pid ? (procStat(pid)?.cpuS ?? NaN) : NaN) - othersCpu0.get(name)!
